@@ -1,0 +1,137 @@
+/*
+ * buf.c: bounded growable buffers.
+ */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+
+void
+buf_init(struct buf *b, size_t max)
+{
+	b->data = NULL;
+	b->len = 0;
+	b->cap = 0;
+	b->max = max;
+}
+
+/* Make room for n more bytes plus the NUL. */
+static enum status
+buf_reserve(struct buf *b, size_t n, struct errinfo *ei)
+{
+	size_t need, cap;
+	char *p;
+
+	if (n > b->max || b->len > b->max - n)
+		return st_error(ei, ST_LIMIT, "buffer limit of %zu bytes reached",
+		    b->max);
+	need = b->len + n + 1;
+	if (need <= b->cap)
+		return ST_OK;
+	cap = b->cap != 0 ? b->cap : 64;
+	while (cap < need)
+		cap = cap > (size_t)-1 / 2 ? need : cap * 2;
+	if (cap > b->max + 1)
+		cap = b->max + 1;
+	if ((p = realloc(b->data, cap)) == NULL)
+		return st_errno(ei, ST_SYS, "out of memory");
+	b->data = p;
+	b->cap = cap;
+	return ST_OK;
+}
+
+enum status
+buf_add(struct buf *b, const void *p, size_t n, struct errinfo *ei)
+{
+	enum status st;
+
+	if ((st = buf_reserve(b, n, ei)) != ST_OK)
+		return st;
+	if (n > 0)
+		memcpy(b->data + b->len, p, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+	return ST_OK;
+}
+
+enum status
+buf_adds(struct buf *b, const char *s, struct errinfo *ei)
+{
+	return buf_add(b, s, strlen(s), ei);
+}
+
+enum status
+buf_printf(struct buf *b, struct errinfo *ei, const char *fmt, ...)
+{
+	va_list ap;
+	enum status st;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return st_error(ei, ST_SYS, "bad format");
+	if ((st = buf_reserve(b, (size_t)n, ei)) != ST_OK)
+		return st;
+	va_start(ap, fmt);
+	vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	b->len += (size_t)n;
+	return ST_OK;
+}
+
+void
+buf_consume(struct buf *b, size_t n)
+{
+	if (n >= b->len) {
+		buf_reset(b);
+		return;
+	}
+	memmove(b->data, b->data + n, b->len - n);
+	b->len -= n;
+	b->data[b->len] = '\0';
+}
+
+void
+buf_reset(struct buf *b)
+{
+	b->len = 0;
+	if (b->data != NULL)
+		b->data[0] = '\0';
+}
+
+void
+buf_free(struct buf *b)
+{
+	free(b->data);
+	b->data = NULL;
+	b->len = b->cap = 0;
+}
+
+void
+buf_wipe(struct buf *b)
+{
+	st_wipe(b->data, b->cap);
+	buf_free(b);
+}
+
+char *
+buf_steal(struct buf *b, struct errinfo *ei)
+{
+	char *s;
+
+	if (b->data == NULL) {
+		if (buf_reserve(b, 0, ei) != ST_OK)
+			return NULL;
+		b->data[0] = '\0';
+	}
+	s = b->data;
+	b->data = NULL;
+	b->len = b->cap = 0;
+	return s;
+}

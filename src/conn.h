@@ -1,0 +1,121 @@
+/*
+ * conn.h: one connection to a mail server, plain or TLS.
+ *
+ * The only module that knows whether bytes go through TLS.  Every wait is
+ * bounded by poll() against a deadline of `timeout` seconds per operation
+ * (connect, handshake, one line read, one flush); nothing blocks forever,
+ * no signals are used.
+ *
+ * Reads are buffered.  conn_readline() returns one line at a time up to a
+ * maximum length chosen at open; a longer line, or a line holding a NUL,
+ * is a protocol error (ST_PROTO), never silently cut.
+ *
+ * Writes are coalesced: conn_write()/conn_printf() only append to an
+ * output buffer, which goes out in one write when the caller flushes, or
+ * before any read, or when it grows past CONN_WBUF_FLUSH.  A command or a
+ * pipelined batch therefore costs one segment, and Nagle never stalls us.
+ */
+#ifndef BEARMAIL_CONN_H
+#define BEARMAIL_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "status.h"
+
+struct conn;
+struct tls_ctx;
+struct tls_info;
+
+#define CONN_LINE_MAX	 4096		/* default longest line accepted */
+#define CONN_WBUF_FLUSH	 (64 * 1024)	/* output buffered before a write */
+
+struct conn_opts {
+	const char *host;	/* name or address; also the TLS name checked */
+	const char *port;	/* service or number */
+	int timeout;		/* seconds per operation, > 0 */
+	size_t line_max;	/* longest line conn_readline() accepts; 0: CONN_LINE_MAX */
+	const char *bind_addr;	/* local source address, or NULL (tests) */
+};
+
+/*
+ * Resolve host and connect.  All addresses getaddrinfo() returns are
+ * tried in a staggered race (Happy Eyeballs style: the next one starts
+ * 250 ms after the previous, the first to connect wins) within one
+ * timeout, so a dead address never costs a full timeout per address.
+ * On success *out owns the socket; free it with conn_close().
+ * Fails with ST_NET (resolution, refused, unreachable) or ST_TIMEOUT.
+ */
+enum status conn_open(struct conn **out, const struct conn_opts *o,
+    struct errinfo *ei);
+
+/*
+ * Run a TLS handshake on the connection (implicit TLS right after
+ * conn_open(), or STARTTLS after the server said go ahead).  The server
+ * certificate is always verified against ctx's trust anchors and the host
+ * name given at open.  Anything the server sent before the handshake and
+ * that is still buffered is thrown away (RFC 3207 section 6; the
+ * CVE-2011-0411 injection class) and noted in the transcript.
+ * Fails with ST_TLS (the text says what failed: expired, wrong name,
+ * unknown issuer...), ST_NET or ST_TIMEOUT.
+ */
+enum status conn_starttls(struct conn *c, struct tls_ctx *ctx,
+    struct errinfo *ei);
+
+/* True once conn_starttls() succeeded. */
+bool conn_is_tls(const struct conn *c);
+
+/* TLS details for `bearmail-auth test`; ST_TLS if not a TLS connection. */
+enum status conn_tls_info(const struct conn *c, struct tls_info *info,
+    struct errinfo *ei);
+
+/*
+ * Read one line.  *line points into the connection's buffer, without the
+ * line ending (CRLF or a bare LF), NUL-terminated, valid until the next
+ * call on c.  The line goes into the -v transcript as received.
+ * ST_PROTO: too long or holds a NUL.  ST_NET: EOF or reset.  ST_TIMEOUT.
+ */
+enum status conn_readline(struct conn *c, char **line, size_t *len,
+    struct errinfo *ei);
+
+/*
+ * Read up to n bytes of raw data (for IMAP literals and streaming): at
+ * least one byte unless EOF, which is ST_NET.  *got receives the count.
+ */
+enum status conn_read(struct conn *c, void *p, size_t n, size_t *got,
+    struct errinfo *ei);
+
+/* Read exactly n bytes, or fail. */
+enum status conn_read_exact(struct conn *c, void *p, size_t n,
+    struct errinfo *ei);
+
+/* Bytes already buffered and readable without waiting. */
+size_t conn_pending(const struct conn *c);
+
+/*
+ * Queue bytes for sending.  Flushes by itself past CONN_WBUF_FLUSH.
+ * Nothing goes to the transcript: use conn_cmd() for protocol lines.
+ */
+enum status conn_write(struct conn *c, const void *p, size_t n,
+    struct errinfo *ei);
+
+/*
+ * Queue one protocol line: the text, then CRLF.  It goes into the -v
+ * transcript, redacted wholly when secret is set (AUTH payloads, tokens).
+ */
+enum status conn_cmd(struct conn *c, bool secret, struct errinfo *ei,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Send everything queued, in as few writes as the kernel allows. */
+enum status conn_flush(struct conn *c, struct errinfo *ei);
+
+/* Peer address as text ("192.0.2.1" or "2001:db8::1"), for log lines. */
+const char *conn_peer(const struct conn *c);
+
+/*
+ * Close: TLS close_notify when possible, then the socket; frees c and
+ * wipes its buffers (they may have held an AUTH line).  NULL is a no-op.
+ */
+void conn_close(struct conn *c);
+
+#endif

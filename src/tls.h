@@ -1,0 +1,102 @@
+/*
+ * tls.h: the only door to mbedTLS.
+ *
+ * Holds the trust anchors and the random generator (struct tls_ctx, one
+ * per process, created when first needed: parsing the system bundle
+ * costs milliseconds that runs without TLS should not pay), one TLS
+ * session per connection (struct tls), and the few other primitives the
+ * rest of bearmail needs from the crypto library: random bytes, SHA-256
+ * and RS256 signatures (for PKCE and service-account JWTs).
+ *
+ * Policy, not options: TLS 1.2 or newer, the peer certificate always
+ * verified, the host name always checked.
+ *
+ * Builds against mbedTLS 2.28 (Debian 12) and 3.x; version differences
+ * stay inside tls.c.
+ */
+#ifndef BEARMAIL_TLS_H
+#define BEARMAIL_TLS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "status.h"
+
+struct tls_ctx;
+struct tls;
+
+/* Where the trust anchors come from when ca_file is not set. */
+#define TLS_SYSTEM_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
+
+/*
+ * Trust anchors from ca_file (PEM, one or many), or the system bundle
+ * when ca_file is NULL.  ST_CONFIG if the file cannot be read or holds no
+ * certificate.
+ */
+enum status tls_ctx_new(struct tls_ctx **out, const char *ca_file,
+    struct errinfo *ei);
+void tls_ctx_free(struct tls_ctx *ctx);
+
+/*
+ * The I/O a session runs over: the connection's socket and the deadline
+ * (CLOCK_MONOTONIC) of the current operation, which the caller moves
+ * forward before each operation.
+ */
+struct tls_io {
+	int fd;
+	struct timespec deadline;
+};
+
+/*
+ * Handshake as a client on io->fd, verifying the chain and that the
+ * certificate is for host.  ST_TLS with the reason (expired, not yet
+ * valid, wrong name, unknown issuer, self-signed, protocol alert), or
+ * ST_NET / ST_TIMEOUT.
+ */
+enum status tls_start(struct tls **out, struct tls_ctx *ctx, struct tls_io *io,
+    const char *host, struct errinfo *ei);
+
+/* Read up to n bytes (at least one; EOF and close_notify are ST_NET). */
+enum status tls_read(struct tls *t, void *p, size_t n, size_t *got,
+    struct errinfo *ei);
+
+/* Write all n bytes. */
+enum status tls_write(struct tls *t, const void *p, size_t n,
+    struct errinfo *ei);
+
+/* Bytes decrypted and buffered inside the TLS layer. */
+size_t tls_pending(const struct tls *t);
+
+/* Send close_notify (best effort, bounded by the deadline) and free. */
+void tls_close(struct tls *t);
+
+struct tls_info {
+	char version[16];	/* "TLSv1.3" */
+	char cipher[64];
+	char subject[256];
+	char issuer[256];
+	char not_after[32];	/* "2027-01-31 12:00:00 UTC" */
+	char sha256[96];	/* "AB:CD:..." of the DER certificate */
+};
+
+/* Describe the session's protocol and the peer certificate. */
+enum status tls_get_info(const struct tls *t, struct tls_info *info,
+    struct errinfo *ei);
+
+/* n cryptographically random bytes (for PKCE verifiers, state, IDs). */
+enum status tls_random(void *p, size_t n, struct errinfo *ei);
+
+/* SHA-256 of p[0..n). */
+void tls_sha256(const void *p, size_t n, uint8_t out[32]);
+
+/*
+ * RS256 (RSASSA-PKCS1-v1_5 with SHA-256) signature of msg with the PEM
+ * private key key_pem.  *sig is malloc'd (free it), *siglen its length.
+ * ST_CONFIG if the key cannot be parsed or is not RSA.
+ */
+enum status tls_rs256_sign(const char *key_pem, size_t key_len,
+    const void *msg, size_t n, uint8_t **sig, size_t *siglen,
+    struct errinfo *ei);
+
+#endif
