@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +17,8 @@ buf_init(struct buf *b, size_t max)
 	b->data = NULL;
 	b->len = 0;
 	b->cap = 0;
-	b->max = max;
+	/* Halving SIZE_MAX keeps len + n + 1 from ever overflowing. */
+	b->max = max > SIZE_MAX / 2 ? SIZE_MAX / 2 : max;
 }
 
 /* Make room for n more bytes plus the NUL. */
