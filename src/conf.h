@@ -69,6 +69,8 @@ struct conf {
 	time_t max_queue_age;		/* seconds, default 5 days */
 	char *bounce_to;		/* NULL: the envelope sender */
 	bool system;			/* loaded from the system file only */
+	char *explicit_path;		/* -C or $BEARMAIL_CONFIG, else NULL:
+					   passed on to programs we run */
 	struct account *accounts;
 	size_t naccounts;
 };
