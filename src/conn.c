@@ -1,0 +1,714 @@
+/*
+ * conn.c: connections with deadlines, bounded line reads, coalesced writes.
+ *
+ * Connect follows the spirit of RFC 8305 (Happy Eyeballs v2): the
+ * addresses getaddrinfo() returns are interleaved by family and started
+ * CONN_STAGGER_MS apart, a failed attempt starts the next one at once, the
+ * first socket to connect wins, and one deadline covers them all.  Name
+ * resolution itself is getaddrinfo(), which has the resolver's own timeouts
+ * (resolv.conf) and cannot be bounded by poll(); it is the one wait not
+ * counted against the deadline.
+ *
+ * The socket is non-blocking from birth: every wait is a poll() against a
+ * CLOCK_MONOTONIC deadline, and sends use MSG_NOSIGNAL so that a peer
+ * that went away costs an EPIPE, never a SIGPIPE.
+ */
+#include "config.h"
+
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+
+#include <errno.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "log.h"
+#include "tls.h"
+
+#define CONN_STAGGER_MS	250	/* RFC 8305 Connection Attempt Delay */
+#define CONN_READ_CHUNK	16384	/* room for one read past a line */
+#define CONN_CLOSE_MS	1000	/* bound on close_notify */
+
+struct conn {
+	int		 fd;
+	char		*host;
+	char		*port;
+	int		 timeout;
+	size_t		 line_max;
+	char		 peer[INET6_ADDRSTRLEN];
+
+	struct tls	*tls;
+	struct tls_io	 io;		/* fd and the current deadline */
+
+	char		*rbuf;		/* received, not yet consumed */
+	size_t		 rcap;
+	size_t		 roff;		/* start of unconsumed data */
+	size_t		 rlen;		/* bytes of unconsumed data */
+
+	char		*wbuf;		/* queue, CONN_WBUF_FLUSH bytes */
+	size_t		 wlen;
+};
+
+/* --- time ------------------------------------------------------------- */
+
+static struct timespec
+mono_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts;
+}
+
+static struct timespec
+ts_add_ms(struct timespec t, long ms)
+{
+	t.tv_sec += ms / 1000;
+	t.tv_nsec += (ms % 1000) * 1000000L;
+	if (t.tv_nsec >= 1000000000L) {
+		t.tv_sec++;
+		t.tv_nsec -= 1000000000L;
+	}
+	return t;
+}
+
+/* Milliseconds from now until t, rounded up, 0 if past. */
+static int
+ms_until(struct timespec t)
+{
+	struct timespec now = mono_now();
+	long long ms;
+
+	ms = (long long)(t.tv_sec - now.tv_sec) * 1000 +
+	    (t.tv_nsec - now.tv_nsec + 999999) / 1000000;
+	if (ms <= 0)
+		return 0;
+	return ms > 86400000 ? 86400000 : (int)ms;
+}
+
+static void
+deadline_start(struct conn *c)
+{
+	c->io.deadline = ts_add_ms(mono_now(), (long)c->timeout * 1000);
+}
+
+/*
+ * Wait for events on the socket until the current deadline.  Readiness
+ * with an error condition counts as ready: the next system call reports
+ * the error itself.
+ */
+static enum status
+conn_wait(struct conn *c, short events, const char *what,
+    struct errinfo *ei)
+{
+	struct pollfd pfd;
+	int ms, n;
+
+	for (;;) {
+		ms = ms_until(c->io.deadline);
+		if (ms == 0)
+			break;
+		pfd.fd = c->fd;
+		pfd.events = events;
+		pfd.revents = 0;
+		n = poll(&pfd, 1, ms);
+		if (n > 0)
+			return ST_OK;
+		if (n < 0 && errno != EINTR)
+			return st_errno(ei, ST_SYS, "poll");
+	}
+	return st_error(ei, ST_TIMEOUT, "%s %s timed out after %d s", what,
+	    c->host, c->timeout);
+}
+
+/* --- connect ---------------------------------------------------------- */
+
+/* Order addresses as RFC 8305 section 4 asks: alternate the families. */
+static size_t
+addr_interleave(struct addrinfo *res, struct addrinfo **out, size_t max)
+{
+	struct addrinfo *ai, *a = NULL, *b = NULL;
+	size_t n = 0;
+	int fam;
+
+	if (res == NULL)
+		return 0;
+	fam = res->ai_family;
+	a = res;
+	for (b = res; b != NULL && b->ai_family == fam; b = b->ai_next)
+		;
+	while ((a != NULL || b != NULL) && n < max) {
+		if (a != NULL) {
+			out[n++] = a;
+			for (ai = a->ai_next; ai != NULL && ai->ai_family != fam;
+			    ai = ai->ai_next)
+				;
+			a = ai;
+		}
+		if (b != NULL && n < max) {
+			out[n++] = b;
+			for (ai = b->ai_next; ai != NULL && ai->ai_family == fam;
+			    ai = ai->ai_next)
+				;
+			b = ai;
+		}
+	}
+	return n;
+}
+
+static void
+addr_text(const struct sockaddr *sa, char *out, size_t outsz)
+{
+	const void *p;
+
+	if (sa->sa_family == AF_INET6)
+		p = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+	else
+		p = &((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+	if (inet_ntop(sa->sa_family, p, out, (socklen_t)outsz) == NULL)
+		snprintf(out, outsz, "?");
+}
+
+struct attempt {
+	int		 fd;
+	struct addrinfo	*ai;
+};
+
+/* Start one attempt: 1 connected, 0 in progress, -1 failed (*err set). */
+static int
+attempt_start(struct attempt *at, struct addrinfo *ai,
+    const struct addrinfo *bind_ai, int *err)
+{
+	at->ai = ai;
+	at->fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |
+	    SOCK_CLOEXEC, ai->ai_protocol);
+	if (at->fd == -1) {
+		*err = errno;
+		return -1;
+	}
+	if (bind_ai != NULL &&
+	    bind(at->fd, bind_ai->ai_addr, bind_ai->ai_addrlen) == -1)
+		goto fail;
+	if (connect(at->fd, ai->ai_addr, ai->ai_addrlen) == 0)
+		return 1;
+	if (errno == EINPROGRESS || errno == EINTR)
+		return 0;
+ fail:
+	*err = errno;
+	close(at->fd);
+	at->fd = -1;
+	return -1;
+}
+
+/*
+ * The race.  Returns the winning socket, or -1 with ei filled.  pending
+ * has room for one attempt per address.
+ */
+static int
+conn_race(struct conn *c, struct addrinfo **addrs, size_t naddr,
+    const struct addrinfo *bind_ai, struct errinfo *ei)
+{
+	struct attempt *pending = NULL;
+	struct pollfd *pfd = NULL;
+	struct timespec next_at;
+	size_t next = 0, npend = 0, i, j;
+	int fd = -1, err = 0, r, ms, soerr;
+	socklen_t sl;
+	char addr[INET6_ADDRSTRLEN] = "?";
+
+	pending = calloc(naddr, sizeof(*pending));
+	pfd = calloc(naddr, sizeof(*pfd));
+	if (pending == NULL || pfd == NULL) {
+		st_errno(ei, ST_SYS, "out of memory");
+		goto done;
+	}
+	deadline_start(c);
+	next_at = mono_now();
+	for (;;) {
+		/* Start every attempt that is due. */
+		while (next < naddr && ms_until(next_at) == 0) {
+			struct attempt *at = &pending[npend];
+
+			addr_text(addrs[next]->ai_addr, addr, sizeof(addr));
+			r = attempt_start(at, addrs[next++], bind_ai, &err);
+			if (r == 1) {
+				fd = at->fd;
+				at->fd = -1;
+				snprintf(c->peer, sizeof(c->peer), "%s", addr);
+				goto done;
+			}
+			if (r == 0) {
+				npend++;
+				next_at = ts_add_ms(mono_now(), CONN_STAGGER_MS);
+			}
+		}
+		if (npend == 0 && next >= naddr)
+			break;
+		ms = ms_until(c->io.deadline);
+		if (ms == 0) {
+			st_error(ei, ST_TIMEOUT,
+			    "connection to %s port %s timed out after %d s",
+			    c->host, c->port, c->timeout);
+			goto done;
+		}
+		if (next < naddr && ms_until(next_at) < ms)
+			ms = ms_until(next_at);
+		for (i = 0; i < npend; i++) {
+			pfd[i].fd = pending[i].fd;
+			pfd[i].events = POLLOUT;
+			pfd[i].revents = 0;
+		}
+		r = poll(pfd, npend, ms);
+		if (r < 0 && errno != EINTR) {
+			st_errno(ei, ST_SYS, "poll");
+			goto done;
+		}
+		for (i = 0, j = 0; r > 0 && i < npend; i++) {
+			if (pfd[i].revents == 0) {
+				pending[j++] = pending[i];
+				continue;
+			}
+			soerr = 0;
+			sl = sizeof(soerr);
+			if (getsockopt(pending[i].fd, SOL_SOCKET, SO_ERROR,
+			    &soerr, &sl) == -1)
+				soerr = errno;
+			if (soerr == 0) {
+				fd = pending[i].fd;
+				pending[i].fd = -1;
+				addr_text(pending[i].ai->ai_addr, c->peer,
+				    sizeof(c->peer));
+				for (i++; i < npend; i++)
+					pending[j++] = pending[i];
+				npend = j;
+				goto done;
+			}
+			/* This one failed: the next need not wait its turn. */
+			err = soerr;
+			addr_text(pending[i].ai->ai_addr, addr, sizeof(addr));
+			close(pending[i].fd);
+			next_at = mono_now();
+		}
+		if (r > 0)
+			npend = j;
+	}
+	errno = err;
+	st_errno(ei, ST_NET, "cannot connect to %s port %s (%s)", c->host,
+	    c->port, addr);
+ done:
+	if (pending != NULL)
+		for (i = 0; i < npend; i++)
+			if (pending[i].fd != -1)
+				close(pending[i].fd);
+	free(pending);
+	free(pfd);
+	return fd;
+}
+
+enum status
+conn_open(struct conn **out, const struct conn_opts *o, struct errinfo *ei)
+{
+	struct addrinfo hints, *res = NULL, *bres = NULL, **addrs = NULL;
+	struct conn *c = NULL;
+	enum status st = ST_OK;
+	size_t naddr = 0, n;
+	struct addrinfo *ai;
+	int rc, one = 1;
+	char note[256];
+
+	*out = NULL;
+	if (o->host == NULL || o->port == NULL || *o->host == '\0')
+		return st_error(ei, ST_CONFIG, "no host or port to connect to");
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return st_errno(ei, ST_SYS, "out of memory");
+	c->fd = -1;
+	c->io.fd = -1;
+	c->timeout = o->timeout > 0 ? o->timeout : 60;
+	c->line_max = o->line_max > 0 ? o->line_max : CONN_LINE_MAX;
+	c->rcap = c->line_max + 2 + CONN_READ_CHUNK;
+	c->host = strdup(o->host);
+	c->port = strdup(o->port);
+	c->rbuf = malloc(c->rcap + 1);
+	c->wbuf = malloc(CONN_WBUF_FLUSH + 1);
+	if (c->host == NULL || c->port == NULL || c->rbuf == NULL ||
+	    c->wbuf == NULL) {
+		st = st_errno(ei, ST_SYS, "out of memory");
+		goto fail;
+	}
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_protocol = IPPROTO_TCP;
+	if (o->bind_addr != NULL) {
+		hints.ai_flags = AI_NUMERICHOST | AI_PASSIVE;
+		if ((rc = getaddrinfo(o->bind_addr, NULL, &hints, &bres)) != 0) {
+			st = st_error(ei, ST_CONFIG, "bad bind address %s: %s",
+			    o->bind_addr, gai_strerror(rc));
+			goto fail;
+		}
+		hints.ai_family = bres->ai_family;
+		hints.ai_flags = 0;
+	}
+	rc = getaddrinfo(c->host, c->port, &hints, &res);
+	if (rc == EAI_SYSTEM) {
+		st = st_errno(ei, ST_NET, "cannot resolve %s", c->host);
+		goto fail;
+	} else if (rc != 0) {
+		st = st_error(ei, ST_NET, "cannot resolve %s port %s: %s",
+		    c->host, c->port, gai_strerror(rc));
+		goto fail;
+	}
+	for (ai = res; ai != NULL; ai = ai->ai_next)
+		naddr++;
+	if ((addrs = calloc(naddr, sizeof(*addrs))) == NULL) {
+		st = st_errno(ei, ST_SYS, "out of memory");
+		goto fail;
+	}
+	n = addr_interleave(res, addrs, naddr);
+	if ((c->fd = conn_race(c, addrs, n, bres, ei)) == -1) {
+		st = ei != NULL ? ei->st : ST_NET;
+		if (st == ST_OK)
+			st = ST_NET;
+		goto fail;
+	}
+	c->io.fd = c->fd;
+	/* We coalesce writes ourselves; Nagle would only add delay. */
+	(void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	snprintf(note, sizeof(note), "connected to %s[%s]:%s", c->host,
+	    c->peer, c->port);
+	log_wire(LOG_NOTE, note, strlen(note), false);
+	*out = c;
+	c = NULL;
+ fail:
+	free(addrs);
+	if (res != NULL)
+		freeaddrinfo(res);
+	if (bres != NULL)
+		freeaddrinfo(bres);
+	conn_close(c);
+	return st;
+}
+
+/* --- writing ---------------------------------------------------------- */
+
+/* Send the queue under the current deadline. */
+static enum status
+conn_flush_now(struct conn *c, struct errinfo *ei)
+{
+	enum status st = ST_OK;
+	size_t off = 0;
+	ssize_t n;
+
+	if (c->wlen == 0)
+		return ST_OK;
+	if (c->tls != NULL) {
+		st = tls_write(c->tls, c->wbuf, c->wlen, ei);
+		off = c->wlen;
+	}
+	while (st == ST_OK && off < c->wlen) {
+		n = send(c->fd, c->wbuf + off, c->wlen - off,
+		    MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n >= 0)
+			off += (size_t)n;
+		else if (errno == EAGAIN || errno == EWOULDBLOCK)
+			st = conn_wait(c, POLLOUT, "sending to", ei);
+		else if (errno != EINTR)
+			st = st_errno(ei, ST_NET, "send to %s", c->host);
+	}
+	/* The queue may have held an AUTH line. */
+	st_wipe(c->wbuf, c->wlen);
+	c->wlen = 0;
+	return st;
+}
+
+enum status
+conn_flush(struct conn *c, struct errinfo *ei)
+{
+	if (c->wlen == 0)
+		return ST_OK;
+	deadline_start(c);
+	return conn_flush_now(c, ei);
+}
+
+enum status
+conn_write(struct conn *c, const void *p, size_t n, struct errinfo *ei)
+{
+	const char *s = p;
+	enum status st;
+	size_t k;
+
+	while (n > 0) {
+		if (c->wlen == CONN_WBUF_FLUSH &&
+		    (st = conn_flush(c, ei)) != ST_OK)
+			return st;
+		k = CONN_WBUF_FLUSH - c->wlen;
+		if (k > n)
+			k = n;
+		memcpy(c->wbuf + c->wlen, s, k);
+		c->wlen += k;
+		s += k;
+		n -= k;
+	}
+	return ST_OK;
+}
+
+enum status
+conn_cmd(struct conn *c, bool secret, struct errinfo *ei, const char *fmt, ...)
+{
+	va_list ap;
+	enum status st;
+	size_t len;
+	char *line;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return st_errno(ei, ST_SYS, "formatting a command");
+	len = (size_t)n;
+	if (len + 2 > CONN_WBUF_FLUSH)
+		return st_error(ei, ST_LIMIT, "command line of %zu bytes is "
+		    "too long", len);
+	if (CONN_WBUF_FLUSH - c->wlen < len + 2 &&
+	    (st = conn_flush(c, ei)) != ST_OK)
+		return st;
+	/* Format straight into the queue: a secret is never copied twice. */
+	line = c->wbuf + c->wlen;
+	va_start(ap, fmt);
+	vsnprintf(line, len + 1, fmt, ap);
+	va_end(ap);
+	if (memchr(line, '\r', len) != NULL || memchr(line, '\n', len) != NULL) {
+		/* A line break from data would smuggle in a second command. */
+		st_wipe(line, len);
+		return st_error(ei, ST_DATAERR, "refusing to send a command "
+		    "line that holds CR or LF");
+	}
+	log_wire(LOG_SEND, line, len, secret);
+	line[len] = '\r';
+	line[len + 1] = '\n';
+	c->wlen += len + 2;
+	return ST_OK;
+}
+
+/* --- reading ---------------------------------------------------------- */
+
+/* One read into the buffer (at least one byte, or an error). */
+static enum status
+conn_fill(struct conn *c, struct errinfo *ei)
+{
+	enum status st;
+	size_t room, got;
+	ssize_t n;
+
+	if (c->roff > 0) {
+		memmove(c->rbuf, c->rbuf + c->roff, c->rlen);
+		c->roff = 0;
+	}
+	room = c->rcap - c->rlen;
+	if (room == 0)
+		return st_error(ei, ST_LIMIT, "read buffer full");
+	if (c->tls != NULL) {
+		if ((st = tls_read(c->tls, c->rbuf + c->rlen, room, &got,
+		    ei)) != ST_OK)
+			return st;
+		c->rlen += got;
+		return ST_OK;
+	}
+	for (;;) {
+		n = recv(c->fd, c->rbuf + c->rlen, room, MSG_DONTWAIT);
+		if (n > 0) {
+			c->rlen += (size_t)n;
+			return ST_OK;
+		}
+		if (n == 0)
+			return st_error(ei, ST_NET, "connection closed by %s",
+			    c->host);
+		if (errno == EAGAIN || errno == EWOULDBLOCK) {
+			if ((st = conn_wait(c, POLLIN, "waiting for", ei)) !=
+			    ST_OK)
+				return st;
+		} else if (errno != EINTR)
+			return st_errno(ei, ST_NET, "receive from %s", c->host);
+	}
+}
+
+enum status
+conn_readline(struct conn *c, char **line, size_t *len, struct errinfo *ei)
+{
+	enum status st;
+	char *start, *nl;
+	size_t n, l;
+
+	*line = NULL;
+	*len = 0;
+	deadline_start(c);
+	if ((st = conn_flush_now(c, ei)) != ST_OK)
+		return st;
+	for (;;) {
+		start = c->rbuf + c->roff;
+		if ((nl = memchr(start, '\n', c->rlen)) != NULL) {
+			n = (size_t)(nl - start);
+			l = n > 0 && start[n - 1] == '\r' ? n - 1 : n;
+			if (l > c->line_max)
+				break;
+			if (memchr(start, '\0', l) != NULL)
+				return st_error(ei, ST_PROTO, "line from %s "
+				    "holds a NUL byte", c->host);
+			start[l] = '\0';
+			c->roff += n + 1;
+			c->rlen -= n + 1;
+			log_wire(LOG_RECV, start, l, false);
+			*line = start;
+			*len = l;
+			return ST_OK;
+		}
+		/* Room for line_max bytes and a CR still waiting for its LF. */
+		if (c->rlen > c->line_max + 1)
+			break;
+		if ((st = conn_fill(c, ei)) != ST_OK)
+			return st;
+	}
+	return st_error(ei, ST_PROTO, "line from %s longer than %zu bytes",
+	    c->host, c->line_max);
+}
+
+enum status
+conn_read(struct conn *c, void *p, size_t n, size_t *got, struct errinfo *ei)
+{
+	enum status st;
+
+	*got = 0;
+	if (n == 0)
+		return ST_OK;
+	deadline_start(c);
+	if ((st = conn_flush_now(c, ei)) != ST_OK)
+		return st;
+	if (c->rlen == 0 && (st = conn_fill(c, ei)) != ST_OK)
+		return st;
+	if (n > c->rlen)
+		n = c->rlen;
+	memcpy(p, c->rbuf + c->roff, n);
+	c->roff += n;
+	c->rlen -= n;
+	*got = n;
+	return ST_OK;
+}
+
+enum status
+conn_read_exact(struct conn *c, void *p, size_t n, struct errinfo *ei)
+{
+	enum status st;
+	size_t got;
+	char *s = p;
+
+	/* Each read has its own deadline: a slow but moving peer is fine. */
+	while (n > 0) {
+		if ((st = conn_read(c, s, n, &got, ei)) != ST_OK)
+			return st;
+		s += got;
+		n -= got;
+	}
+	return ST_OK;
+}
+
+size_t
+conn_pending(const struct conn *c)
+{
+	return c->rlen + (c->tls != NULL ? tls_pending(c->tls) : 0);
+}
+
+/* --- TLS -------------------------------------------------------------- */
+
+enum status
+conn_starttls(struct conn *c, struct tls_ctx *ctx, struct errinfo *ei)
+{
+	enum status st;
+	char note[128];
+
+	if (c->tls != NULL)
+		return st_error(ei, ST_PROTO, "TLS already active with %s",
+		    c->host);
+	deadline_start(c);
+	if ((st = conn_flush_now(c, ei)) != ST_OK)
+		return st;
+	if (c->rlen > 0) {
+		/*
+		 * Whatever came before the handshake is unauthenticated and
+		 * must not be read as the server's answer after it (RFC 3207
+		 * section 6, CVE-2011-0411).
+		 */
+		snprintf(note, sizeof(note), "discarding %zu bytes received "
+		    "before the TLS handshake", c->rlen);
+		log_wire(LOG_NOTE, note, strlen(note), false);
+		st_wipe(c->rbuf, c->roff + c->rlen);
+		c->roff = c->rlen = 0;
+	}
+	if ((st = tls_start(&c->tls, ctx, &c->io, c->host, ei)) != ST_OK)
+		return st;
+	if (log_verbose()) {
+		struct tls_info info;
+
+		if (tls_get_info(c->tls, &info, NULL) == ST_OK) {
+			snprintf(note, sizeof(note), "TLS %s, %s", info.version,
+			    info.cipher);
+			log_wire(LOG_NOTE, note, strlen(note), false);
+		}
+	}
+	return ST_OK;
+}
+
+bool
+conn_is_tls(const struct conn *c)
+{
+	return c->tls != NULL;
+}
+
+enum status
+conn_tls_info(const struct conn *c, struct tls_info *info,
+    struct errinfo *ei)
+{
+	if (c->tls == NULL)
+		return st_error(ei, ST_TLS, "connection to %s is not TLS",
+		    c->host);
+	return tls_get_info(c->tls, info, ei);
+}
+
+const char *
+conn_peer(const struct conn *c)
+{
+	return c->peer;
+}
+
+void
+conn_close(struct conn *c)
+{
+	if (c == NULL)
+		return;
+	if (c->tls != NULL) {
+		c->io.deadline = ts_add_ms(mono_now(), CONN_CLOSE_MS);
+		tls_close(c->tls);
+	}
+	if (c->fd != -1)
+		close(c->fd);
+	if (c->rbuf != NULL)
+		st_wipe(c->rbuf, c->rcap);
+	if (c->wbuf != NULL)
+		st_wipe(c->wbuf, CONN_WBUF_FLUSH);
+	free(c->rbuf);
+	free(c->wbuf);
+	free(c->host);
+	free(c->port);
+	free(c);
+}

@@ -45,6 +45,9 @@ struct conn_opts {
  * timeout, so a dead address never costs a full timeout per address.
  * On success *out owns the socket; free it with conn_close().
  * Fails with ST_NET (resolution, refused, unreachable) or ST_TIMEOUT.
+ * Name resolution is getaddrinfo(), bounded by the resolver's own
+ * timeouts only; the deadline starts when the addresses are known.
+ * With -v the transcript notes "connected to HOST[ADDR]:PORT".
  */
 enum status conn_open(struct conn **out, const struct conn_opts *o,
     struct errinfo *ei);
@@ -57,7 +60,8 @@ enum status conn_open(struct conn **out, const struct conn_opts *o,
  * that is still buffered is thrown away (RFC 3207 section 6; the
  * CVE-2011-0411 injection class) and noted in the transcript.
  * Fails with ST_TLS (the text says what failed: expired, wrong name,
- * unknown issuer...), ST_NET or ST_TIMEOUT.
+ * unknown issuer...), ST_NET or ST_TIMEOUT.  ctx must outlive c.
+ * After a failure c is still plain; the caller should close it.
  */
 enum status conn_starttls(struct conn *c, struct tls_ctx *ctx,
     struct errinfo *ei);
@@ -85,7 +89,10 @@ enum status conn_readline(struct conn *c, char **line, size_t *len,
 enum status conn_read(struct conn *c, void *p, size_t n, size_t *got,
     struct errinfo *ei);
 
-/* Read exactly n bytes, or fail. */
+/*
+ * Read exactly n bytes, or fail.  Each underlying read has its own
+ * deadline, so a slow peer that keeps sending is not cut off.
+ */
 enum status conn_read_exact(struct conn *c, void *p, size_t n,
     struct errinfo *ei);
 
@@ -102,6 +109,8 @@ enum status conn_write(struct conn *c, const void *p, size_t n,
 /*
  * Queue one protocol line: the text, then CRLF.  It goes into the -v
  * transcript, redacted wholly when secret is set (AUTH payloads, tokens).
+ * ST_DATAERR if the text holds CR or LF (it would smuggle in a second
+ * command); ST_LIMIT if it is longer than CONN_WBUF_FLUSH - 2.
  */
 enum status conn_cmd(struct conn *c, bool secret, struct errinfo *ei,
     const char *fmt, ...) __attribute__((format(printf, 4, 5)));

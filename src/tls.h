@@ -52,7 +52,10 @@ struct tls_io {
  * Handshake as a client on io->fd, verifying the chain and that the
  * certificate is for host.  ST_TLS with the reason (expired, not yet
  * valid, wrong name, unknown issuer, self-signed, protocol alert), or
- * ST_NET / ST_TIMEOUT.
+ * ST_NET / ST_TIMEOUT.  A DNS name is sent as SNI and checked against the
+ * certificate's DNS names (CN without SANs); an IP literal is sent without
+ * SNI and must match an iPAddress SAN.  io->fd must be non-blocking; io
+ * and ctx must outlive the session (io is read at every operation).
  */
 enum status tls_start(struct tls **out, struct tls_ctx *ctx, struct tls_io *io,
     const char *host, struct errinfo *ei);

@@ -1,0 +1,163 @@
+"""pytest fixtures shared by bearmail's integration tests.
+
+Environment: BM_BUILDDIR (where `make` ran; programs in src/, test tools
+in tests/tools/) and BM_SRCDIR (the source tree).  Both default to the
+source tree this file sits in, so a plain in-tree build works too.  The
+srcdir's tests/ is put on sys.path, so tests can `from servers.fakeserver
+import ...` and `from servers.pki import PKI`.
+
+Fixtures:
+  srcdir, builddir   pathlib.Path of the trees (session scope)
+  bm_bin             bm_bin("bearmail") -> str path of a built program,
+                     looked up in builddir/src then builddir/tests/tools;
+                     fails the test if it was not built
+  pki                servers.pki.PKI made once per session in a temp dir
+  fake_server        factory: fake_server(script, **kw) -> a started
+                     FakeServer (starttls_context defaults to the pki's
+                     "server" certificate).  Stopped at teardown, and its
+                     errors raised there unless strict=False was given.
+  smtp_sink          factory: smtp_sink(**kw) -> a started SmtpSink
+                     (context defaults to the pki's "server" certificate)
+  run                run(argv, input=None, timeout=60, env=None, cwd=None)
+                     -> subprocess.CompletedProcess, text mode, stdout and
+                     stderr captured; input may be str or bytes (then
+                     output is bytes too)
+  probe              probe(port, *steps, host="127.0.0.1", tls=False,
+                     starttls=False, ca=None (default pki CA), timeout=5,
+                     line_max=None, verbose=False, args=()) -> the run()
+                     result of tests/tools/bm-probe (see bm-probe --help)
+  free_port          free_port() -> an int port on 127.0.0.1 with no
+                     listener (as far as anyone can know)
+"""
+
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+
+import pytest
+
+_HERE = pathlib.Path(__file__).resolve().parent
+SRCDIR = pathlib.Path(os.environ.get("BM_SRCDIR") or _HERE.parent.parent)
+BUILDDIR = pathlib.Path(os.environ.get("BM_BUILDDIR") or SRCDIR)
+
+# The source tree may be read-only (make distcheck) and stays clean.
+sys.dont_write_bytecode = True
+if str(SRCDIR / "tests") not in sys.path:
+    sys.path.insert(0, str(SRCDIR / "tests"))
+
+from servers.fakeserver import FakeServer, SmtpSink  # noqa: E402
+from servers.pki import PKI  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def srcdir():
+    return SRCDIR
+
+
+@pytest.fixture(scope="session")
+def builddir():
+    return BUILDDIR
+
+
+def _find_bin(name):
+    for d in ("src", "tests/tools", "."):
+        p = BUILDDIR / d / name
+        if p.is_file() and os.access(p, os.X_OK):
+            return str(p)
+    pytest.fail("%s not built (looked in %s/src and tests/tools; "
+                "set BM_BUILDDIR)" % (name, BUILDDIR))
+
+
+@pytest.fixture(scope="session")
+def bm_bin():
+    return _find_bin
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    return PKI(str(tmp_path_factory.mktemp("pki")))
+
+
+def _finish(servers):
+    errors = []
+    for srv in servers:
+        if srv.scripts and not srv.repeat:
+            srv.wait(timeout=srv.timeout)
+        srv.stop()
+        if srv.strict:
+            errors += srv.errors
+    if errors:
+        pytest.fail("fake server:\n" + "\n".join(errors), pytrace=False)
+
+
+@pytest.fixture
+def fake_server(pki):
+    servers = []
+
+    def make(script=None, **kw):
+        kw.setdefault("starttls_context", pki.server_context("server"))
+        srv = FakeServer(script, **kw).start()
+        servers.append(srv)
+        return srv
+    yield make
+    _finish(servers)
+
+
+@pytest.fixture
+def smtp_sink(pki):
+    servers = []
+
+    def make(**kw):
+        if kw.get("tls_mode", "none") != "none":
+            kw.setdefault("context", pki.server_context("server"))
+        srv = SmtpSink(**kw).start()
+        servers.append(srv)
+        return srv
+    yield make
+    _finish(servers)
+
+
+def _run(argv, input=None, timeout=60, env=None, cwd=None):
+    text = not isinstance(input, bytes)
+    return subprocess.run([str(a) for a in argv], input=input,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          timeout=timeout, env=env, cwd=cwd, text=text)
+
+
+@pytest.fixture(scope="session")
+def run():
+    return _run
+
+
+@pytest.fixture
+def probe(pki):
+    exe = _find_bin("bm-probe")
+
+    def go(port, *steps, host="127.0.0.1", tls=False, starttls=False,
+           ca=None, timeout=5, line_max=None, verbose=False, args=()):
+        argv = [exe, "--ca", ca or pki.ca.cert, "--timeout", str(timeout)]
+        if tls:
+            argv.append("--tls")
+        if starttls:
+            argv.append("--starttls-smtp")
+        if line_max is not None:
+            argv += ["--line-max", str(line_max)]
+        if verbose:
+            argv.append("-v")
+        argv += list(args)
+        argv += [host, str(port)] + list(steps)
+        return _run(argv, timeout=timeout * 6 + 30)
+    return go
+
+
+@pytest.fixture
+def free_port():
+    def get():
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        return port
+    return get
