@@ -26,8 +26,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "authtest.h"
 #include "buf.h"
 #include "conf.h"
+#include "cred.h"
 #include "log.h"
 #include "oauth.h"
 #include "status.h"
@@ -46,6 +48,7 @@ struct opts {
 	bool force;		/* token --force */
 	bool local;		/* logout --local */
 	unsigned port;		/* login --port */
+	unsigned test;		/* test --smtp --imap --pop: AUTHTEST_* */
 };
 
 static void
@@ -56,6 +59,7 @@ usage(FILE *f)
 "       " PROG " [-v] [-C file] import [account]    (refresh token on stdin)\n"
 "       " PROG " [-v] [-C file] token [--refresh | --force] [account]\n"
 "       " PROG " [-v] [-C file] status [account]\n"
+"       " PROG " [-v] [-C file] test [--smtp] [--imap] [--pop] [account]\n"
 "       " PROG " [-v] [-C file] logout [--local] account\n"
 "       " PROG " --help | --version\n");
 }
@@ -155,50 +159,51 @@ done:
 /* ---- token ---- */
 
 /*
- * The refresh protocol: lock, re-read, refresh only if still stale (or,
+ * A valid access token for acct in *tok (the caller zeroes it first and
+ * token_free()s it after), refreshed in this process when needed.  The
+ * refresh protocol: lock, re-read, refresh only if still stale (or,
  * forced, if nobody refreshed since we started), save, unlock.
  */
 static enum status
-cmd_token(const struct conf *conf, const struct account *acct,
-    const struct opts *o, struct errinfo *ei)
+get_token(const struct conf *conf, const struct account *acct, bool force,
+    struct token *tok, struct errinfo *ei)
 {
 	struct token_store ts;
-	struct token tok, fresh;
+	struct token fresh;
 	time_t start = time(NULL);
 	enum status st;
 	bool found = false;
 
-	memset(&tok, 0, sizeof(tok));
 	memset(&fresh, 0, sizeof(fresh));
 	if ((st = need_oauth(acct, ei)) != ST_OK)
 		return st;
 	if ((st = token_store_open(&ts, conf->state_dir, acct->name, true,
 	    ei)) != ST_OK)
 		return st;
-	if (!o->force) {
-		if ((st = token_load(&ts, &tok, &found, ei)) != ST_OK)
+	if (!force) {
+		if ((st = token_load(&ts, tok, &found, ei)) != ST_OK)
 			goto done;
-		if (found && !token_stale(&tok, time(NULL), TOKEN_MARGIN) &&
-		    check_user(acct, &tok, NULL) == ST_OK)
-			goto print;
-		token_free(&tok);
+		if (found && !token_stale(tok, time(NULL), TOKEN_MARGIN) &&
+		    check_user(acct, tok, NULL) == ST_OK)
+			goto done;
+		token_free(tok);
 	}
 	if ((st = token_lock(&ts, acct->timeout + 10, ei)) != ST_OK ||
-	    (st = token_load(&ts, &tok, &found, ei)) != ST_OK)
+	    (st = token_load(&ts, tok, &found, ei)) != ST_OK)
 		goto done;
-	if (found && (st = check_user(acct, &tok, ei)) != ST_OK)
+	if (found && (st = check_user(acct, tok, ei)) != ST_OK)
 		goto done;
 	/* Someone refreshed while we waited for the lock: use theirs. */
-	if (found && !token_stale(&tok, time(NULL), TOKEN_MARGIN) &&
-	    (!o->force || tok.obtained > start))
-		goto print;
+	if (found && !token_stale(tok, time(NULL), TOKEN_MARGIN) &&
+	    (!force || tok->obtained > start))
+		goto done;
 	if (is_service(acct)) {
 		st = oauth_do_service(acct, &fresh, ei);
-	} else if (!found || tok.refresh_token == NULL) {
+	} else if (!found || tok->refresh_token == NULL) {
 		st = st_error(ei, ST_AUTH, "account %s has no refresh token "
 		    "stored: run `" PROG " login %s`", acct->name, acct->name);
 	} else {
-		st = oauth_do_refresh(acct, tok.refresh_token, &fresh, ei);
+		st = oauth_do_refresh(acct, tok->refresh_token, &fresh, ei);
 	}
 	/* On any failure the stored tokens stay exactly as they were. */
 	if (st != ST_OK)
@@ -208,17 +213,29 @@ cmd_token(const struct conf *conf, const struct account *acct,
 		st = ST_SYS;
 		goto done;
 	}
-	token_merge(&tok, &fresh);
-	if ((st = token_save(&ts, &tok, ei)) != ST_OK)
+	token_merge(tok, &fresh);
+	st = token_save(&ts, tok, ei);
+done:
+	token_store_close(&ts);
+	token_free(&fresh);
+	return st;
+}
+
+static enum status
+cmd_token(const struct conf *conf, const struct account *acct,
+    const struct opts *o, struct errinfo *ei)
+{
+	struct token tok;
+	enum status st;
+
+	memset(&tok, 0, sizeof(tok));
+	if ((st = get_token(conf, acct, o->force, &tok, ei)) != ST_OK)
 		goto done;
-print:
 	printf("%s\n", tok.access_token);
 	if (fflush(stdout) == EOF || ferror(stdout))
 		st = st_errno(ei, ST_SYS, "standard output");
 done:
-	token_store_close(&ts);
 	token_free(&tok);
-	token_free(&fresh);
 	return st;
 }
 
@@ -986,7 +1003,57 @@ cmd_login(const struct conf *conf, const struct account *acct,
 	return login_code(conf, acct, o, ei);
 }
 
+/* ---- test ---- */
+
+struct test_cred {
+	const struct conf *conf;
+	const struct account *acct;
+};
+
+/* authtest's source of credentials: the store, refreshed in-process. */
+static enum status
+test_secret(void *arg, bool refresh, char **secret, struct errinfo *ei)
+{
+	const struct test_cred *tc = arg;
+	struct token tok;
+	enum status st;
+
+	if (tc->acct->provider == PROV_PASSWORD)
+		return cred_get(tc->conf, tc->acct, false, secret, ei);
+	memset(&tok, 0, sizeof(tok));
+	if ((st = get_token(tc->conf, tc->acct, refresh, &tok, ei)) == ST_OK) {
+		*secret = tok.access_token;
+		tok.access_token = NULL;
+	}
+	token_free(&tok);
+	return st;
+}
+
+static enum status
+cmd_test(const struct conf *conf, const struct account *acct,
+    const struct opts *o, struct errinfo *ei)
+{
+	struct test_cred tc;
+
+	tc.conf = conf;
+	tc.acct = acct;
+	return authtest_run(PROG, acct, o->test, test_secret, &tc, ei);
+}
+
 /* ---- main ---- */
+
+/* test's server options: the AUTHTEST_* bit, or 0. */
+static unsigned
+test_option(const char *a)
+{
+	if (strcmp(a, "--smtp") == 0)
+		return AUTHTEST_SMTP;
+	if (strcmp(a, "--imap") == 0)
+		return AUTHTEST_IMAP;
+	if (strcmp(a, "--pop") == 0)
+		return AUTHTEST_POP;
+	return 0;
+}
 
 static bool
 parse_port(const char *s, unsigned *out)
@@ -1012,6 +1079,7 @@ main(int argc, char *argv[])
 	const char *cmd = NULL, *name = NULL, *a;
 	enum status st;
 	bool dashdash = false;
+	unsigned bit;
 	int i, npos = 0;
 
 	memset(&o, 0, sizeof(o));
@@ -1049,6 +1117,9 @@ main(int argc, char *argv[])
 		} else if (!dashdash && cmd != NULL && strcmp(cmd, "token") == 0 &&
 		    (strcmp(a, "--force") == 0 || strcmp(a, "--refresh") == 0)) {
 			o.force = strcmp(a, "--force") == 0;
+		} else if (!dashdash && cmd != NULL && strcmp(cmd, "test") == 0 &&
+		    (bit = test_option(a)) != 0) {
+			o.test |= bit;
 		} else if (!dashdash && cmd != NULL && strcmp(cmd, "logout") == 0 &&
 		    strcmp(a, "--local") == 0) {
 			o.local = true;
@@ -1066,7 +1137,7 @@ main(int argc, char *argv[])
 		return usage_error("no command given");
 	if (strcmp(cmd, "login") != 0 && strcmp(cmd, "import") != 0 &&
 	    strcmp(cmd, "token") != 0 && strcmp(cmd, "status") != 0 &&
-	    strcmp(cmd, "logout") != 0)
+	    strcmp(cmd, "logout") != 0 && strcmp(cmd, "test") != 0)
 		return usage_error("unknown command %s", cmd);
 	if (strcmp(cmd, "logout") == 0 && name == NULL)
 		return usage_error("logout needs an account name");
@@ -1085,6 +1156,8 @@ main(int argc, char *argv[])
 		st = cmd_login(&conf, acct, &o, &ei);
 	else if (strcmp(cmd, "import") == 0)
 		st = cmd_import(&conf, acct, &ei);
+	else if (strcmp(cmd, "test") == 0)
+		st = cmd_test(&conf, acct, &o, &ei);
 	else
 		st = cmd_logout(&conf, acct, &o, &ei);
 out:

@@ -1,0 +1,609 @@
+/*
+ * authtest.c: `bearmail-auth test` (see authtest.h).
+ *
+ * The report is a block per server: a heading, then one "  label  value"
+ * line per fact, in the order the session learnt them, flushed as it
+ * goes so that a failure shows how far the session got.  The reason for
+ * a failure goes to standard error as one line; the exit code is the
+ * status's (st_exitcode), so scripts can tell "try later" (75) from
+ * "refused" (77) from "misconfigured" (78).
+ *
+ * The three protocols differ only in how a session is opened, described
+ * and closed; struct proto holds those steps, and the login with its
+ * one refresh is written once.  No protocol is spoken here: the
+ * clients in smtp.c, imap.c and pop3.c do that.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "authtest.h"
+#include "conn.h"
+#include "imap.h"
+#include "pop3.h"
+#include "smtp.h"
+#include "status.h"
+#include "tls.h"
+
+/* Width of the label column, as in `bearmail-auth status`. */
+#define LABEL	"  %-15s "
+
+#define NELEM(a)	(sizeof(a) / sizeof((a)[0]))
+
+struct test {
+	const char *prog;
+	const struct account *acct;
+	authtest_secret_fn secret_fn;
+	void *arg;
+	struct tls_ctx *ctx;		/* made when first needed */
+};
+
+/* One protocol's steps, each on an opaque session. */
+struct proto {
+	const char *name;		/* "SMTP" */
+	unsigned bit;			/* AUTHTEST_* */
+	const struct endpoint *(*endpoint)(const struct account *a);
+	enum status (*open)(const struct test *t, void **s,
+	    struct errinfo *ei);
+	void (*report)(const struct test *t, void *s);
+	enum status (*auth)(void *s, enum auth_mech mech, const char *user,
+	    const char *secret, bool *rejected, struct errinfo *ei);
+	bool (*usable)(void *s);
+	void (*quit)(void *s);
+	void (*close)(void *s);
+};
+
+static const char *
+tls_mode_text(enum tls_mode m)
+{
+	switch (m) {
+	case TLSM_TLS:
+		return "implicit TLS";
+	case TLSM_STARTTLS:
+		return "STARTTLS";
+	default:
+		return "no TLS";
+	}
+}
+
+/* The SASL name as servers spell it ("XOAUTH2"), into out[16]. */
+static const char *
+mech_text(enum auth_mech m, char out[16])
+{
+	const char *s = conf_mech_name(m);
+	size_t i;
+
+	for (i = 0; s[i] != '\0' && i < 15; i++)
+		out[i] = (char)toupper((unsigned char)s[i]);
+	out[i] = '\0';
+	return out;
+}
+
+static void
+line(const char *label, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+line(const char *label, const char *fmt, ...)
+{
+	va_list ap;
+
+	printf(LABEL, label);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	fflush(stdout);
+}
+
+/* The words of names[] for which has(s, word) holds, on one line. */
+static void
+line_words(const char *label, const char *const *names, size_t n,
+    bool (*has)(const void *s, const char *name), const void *s,
+    const char *prefix, const char *none)
+{
+	char w[64];
+	size_t i;
+	bool any = false;
+
+	printf(LABEL, label);
+	for (i = 0; i < n; i++) {
+		snprintf(w, sizeof(w), "%s%s", prefix, names[i]);
+		if (!has(s, w))
+			continue;
+		printf("%s%s", any ? " " : "", names[i]);
+		any = true;
+	}
+	printf("%s\n", any ? "" : none);
+	fflush(stdout);
+}
+
+static void
+report_failure(const struct test *t, const char *what, const char *host,
+    unsigned port, const struct errinfo *e)
+{
+	char where[300];
+	const char *msg = e->msg[0] != '\0' ? e->msg : st_name(e->st);
+	size_t n;
+
+	fflush(stdout);
+	snprintf(where, sizeof(where), "%s:%u", host != NULL ? host : "?",
+	    port);
+	n = strlen(where);
+	/* Connection errors name the server already; say it once. */
+	if (strncmp(msg, where, n) == 0 && msg[n] == ':')
+		fprintf(stderr, "%s: %s %s\n", t->prog, what, msg);
+	else
+		fprintf(stderr, "%s: %s %s: %s\n", t->prog, what, where, msg);
+}
+
+/* The TLS lines of the report; a plain connection says so. */
+static void
+report_tls(struct conn *c)
+{
+	struct tls_info ti;
+	struct errinfo e;
+
+	st_clear(&e);
+	if (!conn_is_tls(c)) {
+		line("TLS", "none (plain text, allowed to loopback only)");
+		return;
+	}
+	if (conn_tls_info(c, &ti, &e) != ST_OK) {
+		line("TLS", "details unavailable (%s)", e.msg);
+		return;
+	}
+	line("TLS", "%s, %s", ti.version, ti.cipher);
+	line("certificate", "%s", ti.subject[0] != '\0' ? ti.subject : "-");
+	line("issuer", "%s", ti.issuer[0] != '\0' ? ti.issuer : "-");
+	line("expires", "%s", ti.not_after[0] != '\0' ? ti.not_after : "-");
+	line("SHA-256", "%s", ti.sha256);
+}
+
+/*
+ * For a client that does not hand out its connection: the handshake
+ * succeeded and the certificate was verified (the client fails
+ * otherwise), but its details cannot be shown.
+ */
+static void
+report_tls_mode(const struct endpoint *ep)
+{
+	if (ep->tls == TLSM_NONE)
+		line("TLS", "none (plain text, allowed to loopback only)");
+	else
+		line("TLS", "established, certificate verified");
+}
+
+/* ---- SMTP ---------------------------------------------------------- */
+
+static const struct endpoint *
+smtp_ep(const struct account *a)
+{
+	return &a->smtp;
+}
+
+static enum status
+t_smtp_open(const struct test *t, void **s, struct errinfo *ei)
+{
+	const struct account *a = t->acct;
+	struct smtp_opts so;
+	struct smtp *sm = NULL;
+	enum status st;
+
+	memset(&so, 0, sizeof(so));
+	so.host = a->smtp.host;
+	so.port = a->smtp.port;
+	so.tls = a->smtp.tls;
+	so.timeout = a->timeout;
+	so.ehlo_name = conf_domain(a);
+	so.tls_ctx = t->ctx;
+	st = smtp_open(&sm, &so, ei);
+	*s = sm;
+	return st;
+}
+
+static void
+t_smtp_report(const struct test *t, void *s)
+{
+	static const struct {
+		unsigned flag;
+		const char *name;
+	} names[] = {
+		{ SMTP_CAP_STARTTLS,	"STARTTLS" },
+		{ SMTP_CAP_PIPELINING,	"PIPELINING" },
+		{ SMTP_CAP_8BITMIME,	"8BITMIME" },
+		{ SMTP_CAP_SMTPUTF8,	"SMTPUTF8" },
+		{ SMTP_CAP_DSN,		"DSN" },
+		{ SMTP_CAP_ENHANCED,	"ENHANCEDSTATUSCODES" },
+		{ SMTP_CAP_CHUNKING,	"CHUNKING" },
+	};
+	const struct smtp_caps *caps = smtp_caps(s);
+	size_t i;
+	bool any = false;
+
+	line("connected", "%s[%s]:%u", t->acct->smtp.host,
+	    conn_peer(smtp_conn(s)), t->acct->smtp.port);
+	line("greeting", "%s", smtp_greeting(s));
+	report_tls(smtp_conn(s));
+	if (caps->domain[0] != '\0')
+		line("server name", "%s", caps->domain);
+	printf(LABEL, "capabilities");
+	if (caps->flags & SMTP_CAP_SIZE) {
+		if (caps->size_max > 0)
+			printf("SIZE %llu",
+			    (unsigned long long)caps->size_max);
+		else
+			printf("SIZE (no limit given)");
+		any = true;
+	}
+	for (i = 0; i < NELEM(names); i++) {
+		if ((caps->flags & names[i].flag) == 0)
+			continue;
+		printf("%s%s", any ? " " : "", names[i].name);
+		any = true;
+	}
+	printf("%s\n", any ? "" : "none that bearmail uses");
+	line("AUTH", "%s", (caps->flags & SMTP_CAP_AUTH) &&
+	    caps->auth_names[0] != '\0' ? caps->auth_names : "not offered");
+}
+
+static enum status
+t_smtp_auth(void *s, enum auth_mech mech, const char *user,
+    const char *secret, bool *rejected, struct errinfo *ei)
+{
+	return smtp_auth(s, mech, user, secret, rejected, ei);
+}
+
+static bool
+t_smtp_usable(void *s)
+{
+	return smtp_usable(s);
+}
+
+static void
+t_smtp_quit(void *s)
+{
+	struct errinfo e;
+
+	st_clear(&e);
+	smtp_quit(s, &e);
+}
+
+static void
+t_smtp_close(void *s)
+{
+	smtp_close(s);
+}
+
+/* ---- IMAP ---------------------------------------------------------- */
+
+/*
+ * imap.h answers "is X offered?" but does not list what is: these are
+ * the capabilities worth knowing about for a mail retriever, and the
+ * SASL mechanisms in common use.
+ */
+static const char *const imap_cap_names[] = {
+	"IMAP4rev1", "IMAP4rev2", "STARTTLS", "LOGINDISABLED", "SASL-IR",
+	"IDLE", "UIDPLUS", "MOVE", "CONDSTORE", "QRESYNC", "ENABLE",
+	"NAMESPACE", "ID", "UNSELECT", "CHILDREN", "SPECIAL-USE", "LITERAL+",
+	"LITERAL-", "UTF8=ACCEPT", "COMPRESS=DEFLATE", "QUOTA", "X-GM-EXT-1",
+};
+static const char *const sasl_names[] = {
+	"XOAUTH2", "OAUTHBEARER", "PLAIN", "LOGIN", "XOAUTH",
+	"PLAIN-CLIENTTOKEN", "SCRAM-SHA-256", "SCRAM-SHA-1", "CRAM-MD5",
+	"GSSAPI", "NTLM", "EXTERNAL", "ANONYMOUS",
+};
+
+static const struct endpoint *
+imap_ep(const struct account *a)
+{
+	return &a->imap;
+}
+
+static enum status
+t_imap_open(const struct test *t, void **s, struct errinfo *ei)
+{
+	const struct account *a = t->acct;
+	struct imap_opts io;
+	struct imap *im = NULL;
+	enum status st;
+
+	memset(&io, 0, sizeof(io));
+	io.host = a->imap.host;
+	io.port = a->imap.port;
+	io.tls = a->imap.tls;
+	io.timeout = a->timeout;
+	io.tls_ctx = t->ctx;
+	st = imap_open(&im, &io, ei);
+	*s = im;
+	return st;
+}
+
+static bool
+imap_has(const void *s, const char *name)
+{
+	return imap_has_cap(s, name);
+}
+
+static void
+t_imap_report(const struct test *t, void *s)
+{
+	line("connected", "%s:%u", t->acct->imap.host, t->acct->imap.port);
+	report_tls_mode(&t->acct->imap);
+	line_words("capabilities", imap_cap_names, NELEM(imap_cap_names),
+	    imap_has, s, "", "none that bearmail knows");
+	line_words("AUTH", sasl_names, NELEM(sasl_names), imap_has, s,
+	    "AUTH=", "none that bearmail knows");
+}
+
+static enum status
+t_imap_auth(void *s, enum auth_mech mech, const char *user,
+    const char *secret, bool *rejected, struct errinfo *ei)
+{
+	return imap_auth(s, mech, user, secret, rejected, ei);
+}
+
+static bool
+t_imap_usable(void *s)
+{
+	return imap_usable(s);
+}
+
+static void
+t_imap_quit(void *s)
+{
+	struct errinfo e;
+
+	st_clear(&e);
+	imap_logout(s, &e);
+}
+
+static void
+t_imap_close(void *s)
+{
+	imap_close(s);
+}
+
+/* ---- POP3 ---------------------------------------------------------- */
+
+/* As for IMAP: the CAPA keywords worth knowing (RFC 2449, 2595, 6856). */
+static const char *const pop3_cap_names[] = {
+	"TOP", "USER", "UIDL", "SASL", "STLS", "RESP-CODES",
+	"AUTH-RESP-CODE", "PIPELINING", "EXPIRE", "LOGIN-DELAY", "UTF8",
+	"IMPLEMENTATION",
+};
+
+static const struct endpoint *
+pop_ep(const struct account *a)
+{
+	return &a->pop;
+}
+
+static enum status
+t_pop_open(const struct test *t, void **s, struct errinfo *ei)
+{
+	const struct account *a = t->acct;
+	struct pop3_opts po;
+	struct pop3 *p = NULL;
+	enum status st;
+
+	memset(&po, 0, sizeof(po));
+	po.host = a->pop.host;
+	po.port = a->pop.port;
+	po.tls = a->pop.tls;
+	po.timeout = a->timeout;
+	po.tls_ctx = t->ctx;
+	st = pop3_open(&p, &po, ei);
+	*s = p;
+	return st;
+}
+
+static bool
+pop_has(const void *s, const char *name)
+{
+	return pop3_has_cap(s, name);
+}
+
+static void
+t_pop_report(const struct test *t, void *s)
+{
+	line("connected", "%s:%u", t->acct->pop.host, t->acct->pop.port);
+	report_tls_mode(&t->acct->pop);
+	line_words("capabilities", pop3_cap_names, NELEM(pop3_cap_names),
+	    pop_has, s, "", "none listed (the server may not know CAPA)");
+}
+
+static enum status
+t_pop_auth(void *s, enum auth_mech mech, const char *user,
+    const char *secret, bool *rejected, struct errinfo *ei)
+{
+	return pop3_auth(s, mech, user, secret, rejected, ei);
+}
+
+static bool
+t_pop_usable(void *s)
+{
+	return pop3_usable(s);
+}
+
+static void
+t_pop_quit(void *s)
+{
+	struct errinfo e;
+
+	st_clear(&e);
+	pop3_quit(s, &e);
+}
+
+static void
+t_pop_close(void *s)
+{
+	pop3_close(s);
+}
+
+static const struct proto protos[] = {
+	{ "SMTP", AUTHTEST_SMTP, smtp_ep, t_smtp_open, t_smtp_report,
+	  t_smtp_auth, t_smtp_usable, t_smtp_quit, t_smtp_close },
+	{ "IMAP", AUTHTEST_IMAP, imap_ep, t_imap_open, t_imap_report,
+	  t_imap_auth, t_imap_usable, t_imap_quit, t_imap_close },
+	{ "POP3", AUTHTEST_POP, pop_ep, t_pop_open, t_pop_report,
+	  t_pop_auth, t_pop_usable, t_pop_quit, t_pop_close },
+};
+
+/* ---- the test, whatever the protocol --------------------------------- */
+
+static void
+free_secret(char **secret)
+{
+	if (*secret == NULL)
+		return;
+	st_wipe(*secret, strlen(*secret));
+	free(*secret);
+	*secret = NULL;
+}
+
+/*
+ * Log in on *sp, with one refresh and retry when the server refuses the
+ * token: on the same session while it is usable, else on a new one (as
+ * bearmail and bearmail-fetch do).
+ */
+static enum status
+login(const struct test *t, const struct proto *pr, void **sp,
+    struct errinfo *ei)
+{
+	const struct account *a = t->acct;
+	const char *user = a->impersonate != NULL ? a->impersonate : a->user;
+	struct errinfo first;
+	enum status st;
+	char *secret = NULL, mech[16];
+	bool rejected = false;
+
+	mech_text(a->auth, mech);
+	if ((st = t->secret_fn(t->arg, false, &secret, ei)) != ST_OK) {
+		st_context(ei, "getting the credential");
+		goto done;
+	}
+	st_clear(&first);
+	st = pr->auth(*sp, a->auth, user, secret, &rejected, &first);
+	free_secret(&secret);
+	if (st != ST_AUTH || !rejected) {
+		if (st != ST_OK) {
+			st_error(ei, first.st, "%s", first.msg);
+			ei->code = first.code;
+		}
+		goto done;
+	}
+	line("login", "%s as %s: token refused (%s); refreshing it once",
+	    mech, user, first.msg);
+	if ((st = t->secret_fn(t->arg, true, &secret, ei)) != ST_OK) {
+		st_context(ei, "refreshing the refused token");
+		goto done;
+	}
+	if (!pr->usable(*sp)) {
+		pr->close(*sp);
+		*sp = NULL;
+		if ((st = pr->open(t, sp, ei)) != ST_OK)
+			goto done;
+	}
+	st = pr->auth(*sp, a->auth, user, secret, NULL, ei);
+	if ((st == ST_NET || st == ST_TEMPFAIL) && !pr->usable(*sp)) {
+		/* The server hung up on the failed try: a new session. */
+		pr->close(*sp);
+		*sp = NULL;
+		st_clear(ei);
+		if ((st = pr->open(t, sp, ei)) == ST_OK)
+			st = pr->auth(*sp, a->auth, user, secret, NULL, ei);
+	}
+	if (st == ST_AUTH)
+		st_context(ei, "refused again with a freshly refreshed token");
+done:
+	free_secret(&secret);
+	if (st == ST_OK)
+		line("login", "%s as %s: authenticated", mech, user);
+	return st;
+}
+
+static enum status
+test_one(struct test *t, const struct proto *pr, struct errinfo *ei)
+{
+	const struct account *a = t->acct;
+	const struct endpoint *ep = pr->endpoint(a);
+	const char *key = pr->bit == AUTHTEST_SMTP ? "smtp" :
+	    pr->bit == AUTHTEST_IMAP ? "imap" : "pop";
+	enum status st;
+	void *s = NULL;
+
+	printf("\n%s %s:%u, %s\n", pr->name, ep->host != NULL ? ep->host :
+	    "(no host)", ep->port, tls_mode_text(ep->tls));
+	fflush(stdout);
+	if (ep->host == NULL) {
+		st = st_error(ei, ST_CONFIG, "%s:%d: account %s has no "
+		    "%s_host", a->file != NULL ? a->file : "?", a->line,
+		    a->name, key);
+		goto done;
+	}
+	if (ep->tls != TLSM_NONE && t->ctx == NULL &&
+	    (st = tls_ctx_new(&t->ctx, a->ca_file, ei)) != ST_OK)
+		goto done;
+	if ((st = pr->open(t, &s, ei)) != ST_OK)
+		goto done;
+	pr->report(t, s);
+	if ((st = login(t, pr, &s, ei)) != ST_OK)
+		goto done;
+	/* Saying goodbye properly is not part of the verdict. */
+	pr->quit(s);
+done:
+	if (s != NULL)
+		pr->close(s);
+	if (st != ST_OK)
+		report_failure(t, pr->name, ep->host, ep->port, ei);
+	return st;
+}
+
+enum status
+authtest_run(const char *prog, const struct account *acct, unsigned which,
+    authtest_secret_fn secret_fn, void *arg, struct errinfo *ei)
+{
+	struct test t;
+	struct errinfo e;
+	enum status st, first = ST_OK;
+	char mech[16];
+	size_t i;
+
+	memset(&t, 0, sizeof(t));
+	t.prog = prog;
+	t.acct = acct;
+	t.secret_fn = secret_fn;
+	t.arg = arg;
+	if (which == 0) {
+		/* IMAP is bearmail-fetch's default: test it where it is used. */
+		which = AUTHTEST_SMTP;
+		if (acct->deliver != NULL)
+			which |= AUTHTEST_IMAP;
+	}
+	printf("account %s (%s, provider %s, %s)\n", acct->name,
+	    acct->user != NULL ? acct->user : "-",
+	    conf_provider_name(acct->provider), mech_text(acct->auth, mech));
+	fflush(stdout);
+	for (i = 0; i < NELEM(protos); i++) {
+		if ((which & protos[i].bit) == 0)
+			continue;
+		st_clear(&e);
+		if ((st = test_one(&t, &protos[i], &e)) != ST_OK &&
+		    first == ST_OK)
+			first = st;
+	}
+	if (t.ctx != NULL)
+		tls_ctx_free(t.ctx);
+	if (first != ST_OK) {
+		/* Each failure was printed already: only the status is left. */
+		st_clear(ei);
+		ei->st = first;
+	}
+	return first;
+}
