@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "authtest.h"
 #include "conn.h"
@@ -101,22 +102,48 @@ line(const char *label, const char *fmt, ...)
 	fflush(stdout);
 }
 
-/* The words of names[] for which has(s, word) holds, on one line. */
-static void
-line_words(const char *label, const char *const *names, size_t n,
-    bool (*has)(const void *s, const char *name), const void *s,
-    const char *prefix, const char *none)
+/*
+ * Whether the n bytes at item are key followed by term ("AUTH=XOAUTH2"
+ * for "AUTH" and '=') or, when term is a space, key alone ("SASL").
+ */
+static bool
+has_key(const char *item, size_t n, const char *key, char term)
 {
-	char w[64];
-	size_t i;
+	size_t kl = strlen(key);
+
+	if (n < kl || strncasecmp(item, key, kl) != 0)
+		return false;
+	return n == kl ? term == ' ' : item[kl] == term;
+}
+
+/*
+ * One line listing the items of list (separated by sep, as the server
+ * sent them): with pick, only those that are key+term, shown without
+ * that prefix; without pick, all the others.  join goes between the
+ * items shown, none stands for no item at all.
+ */
+static void
+line_items(const char *label, const char *list, char sep, const char *key,
+    char term, bool pick, const char *join, const char *none)
+{
+	const char *p = list, *e;
+	size_t n, skip = strlen(key) + 1;
 	bool any = false;
 
 	printf(LABEL, label);
-	for (i = 0; i < n; i++) {
-		snprintf(w, sizeof(w), "%s%s", prefix, names[i]);
-		if (!has(s, w))
+	for (; *p != '\0'; p = *e != '\0' ? e + 1 : e) {
+		if ((e = strchr(p, sep)) == NULL)
+			e = p + strlen(p);
+		if ((n = (size_t)(e - p)) == 0 ||
+		    has_key(p, n, key, term) != pick)
 			continue;
-		printf("%s%s", any ? " " : "", names[i]);
+		if (pick) {
+			if (n <= skip)
+				continue;
+			p += skip;
+			n -= skip;
+		}
+		printf("%s%.*s", any ? join : "", (int)n, p);
 		any = true;
 	}
 	printf("%s\n", any ? "" : none);
@@ -142,13 +169,19 @@ report_failure(const struct test *t, const char *what, const char *host,
 		fprintf(stderr, "%s: %s %s: %s\n", t->prog, what, where, msg);
 }
 
-/* The TLS lines of the report; a plain connection says so. */
+/*
+ * The lines every protocol's block starts with: where we got to, what
+ * the server said first, and how TLS went (a plain connection says so).
+ */
 static void
-report_tls(struct conn *c)
+report_session(const struct endpoint *ep, struct conn *c,
+    const char *greeting)
 {
 	struct tls_info ti;
 	struct errinfo e;
 
+	line("connected", "%s[%s]:%u", ep->host, conn_peer(c), ep->port);
+	line("greeting", "%s", greeting[0] != '\0' ? greeting : "(no text)");
 	st_clear(&e);
 	if (!conn_is_tls(c)) {
 		line("TLS", "none (plain text, allowed to loopback only)");
@@ -163,20 +196,6 @@ report_tls(struct conn *c)
 	line("issuer", "%s", ti.issuer[0] != '\0' ? ti.issuer : "-");
 	line("expires", "%s", ti.not_after[0] != '\0' ? ti.not_after : "-");
 	line("SHA-256", "%s", ti.sha256);
-}
-
-/*
- * For a client that does not hand out its connection: the handshake
- * succeeded and the certificate was verified (the client fails
- * otherwise), but its details cannot be shown.
- */
-static void
-report_tls_mode(const struct endpoint *ep)
-{
-	if (ep->tls == TLSM_NONE)
-		line("TLS", "none (plain text, allowed to loopback only)");
-	else
-		line("TLS", "established, certificate verified");
 }
 
 /* ---- SMTP ---------------------------------------------------------- */
@@ -226,10 +245,7 @@ t_smtp_report(const struct test *t, void *s)
 	size_t i;
 	bool any = false;
 
-	line("connected", "%s[%s]:%u", t->acct->smtp.host,
-	    conn_peer(smtp_conn(s)), t->acct->smtp.port);
-	line("greeting", "%s", smtp_greeting(s));
-	report_tls(smtp_conn(s));
+	report_session(&t->acct->smtp, smtp_conn(s), smtp_greeting(s));
 	if (caps->domain[0] != '\0')
 		line("server name", "%s", caps->domain);
 	printf(LABEL, "capabilities");
@@ -282,23 +298,6 @@ t_smtp_close(void *s)
 
 /* ---- IMAP ---------------------------------------------------------- */
 
-/*
- * imap.h answers "is X offered?" but does not list what is: these are
- * the capabilities worth knowing about for a mail retriever, and the
- * SASL mechanisms in common use.
- */
-static const char *const imap_cap_names[] = {
-	"IMAP4rev1", "IMAP4rev2", "STARTTLS", "LOGINDISABLED", "SASL-IR",
-	"IDLE", "UIDPLUS", "MOVE", "CONDSTORE", "QRESYNC", "ENABLE",
-	"NAMESPACE", "ID", "UNSELECT", "CHILDREN", "SPECIAL-USE", "LITERAL+",
-	"LITERAL-", "UTF8=ACCEPT", "COMPRESS=DEFLATE", "QUOTA", "X-GM-EXT-1",
-};
-static const char *const sasl_names[] = {
-	"XOAUTH2", "OAUTHBEARER", "PLAIN", "LOGIN", "XOAUTH",
-	"PLAIN-CLIENTTOKEN", "SCRAM-SHA-256", "SCRAM-SHA-1", "CRAM-MD5",
-	"GSSAPI", "NTLM", "EXTERNAL", "ANONYMOUS",
-};
-
 static const struct endpoint *
 imap_ep(const struct account *a)
 {
@@ -324,21 +323,16 @@ t_imap_open(const struct test *t, void **s, struct errinfo *ei)
 	return st;
 }
 
-static bool
-imap_has(const void *s, const char *name)
-{
-	return imap_has_cap(s, name);
-}
-
+/* The capability atoms as the server sent them; AUTH=X on their own line. */
 static void
 t_imap_report(const struct test *t, void *s)
 {
-	line("connected", "%s:%u", t->acct->imap.host, t->acct->imap.port);
-	report_tls_mode(&t->acct->imap);
-	line_words("capabilities", imap_cap_names, NELEM(imap_cap_names),
-	    imap_has, s, "", "none that bearmail knows");
-	line_words("AUTH", sasl_names, NELEM(sasl_names), imap_has, s,
-	    "AUTH=", "none that bearmail knows");
+	const char *caps = imap_caps(s);
+
+	report_session(&t->acct->imap, imap_conn(s), imap_greeting(s));
+	line_items("capabilities", caps, ' ', "AUTH", '=', false, " ",
+	    "none announced");
+	line_items("AUTH", caps, ' ', "AUTH", '=', true, " ", "not offered");
 }
 
 static enum status
@@ -371,13 +365,6 @@ t_imap_close(void *s)
 
 /* ---- POP3 ---------------------------------------------------------- */
 
-/* As for IMAP: the CAPA keywords worth knowing (RFC 2449, 2595, 6856). */
-static const char *const pop3_cap_names[] = {
-	"TOP", "USER", "UIDL", "SASL", "STLS", "RESP-CODES",
-	"AUTH-RESP-CODE", "PIPELINING", "EXPIRE", "LOGIN-DELAY", "UTF8",
-	"IMPLEMENTATION",
-};
-
 static const struct endpoint *
 pop_ep(const struct account *a)
 {
@@ -403,19 +390,25 @@ t_pop_open(const struct test *t, void **s, struct errinfo *ei)
 	return st;
 }
 
-static bool
-pop_has(const void *s, const char *name)
-{
-	return pop3_has_cap(s, name);
-}
-
+/*
+ * The CAPA lines as the server sent them, comma separated since a line
+ * may hold arguments ("EXPIRE 30"); the SASL line on its own line.
+ */
 static void
 t_pop_report(const struct test *t, void *s)
 {
-	line("connected", "%s:%u", t->acct->pop.host, t->acct->pop.port);
-	report_tls_mode(&t->acct->pop);
-	line_words("capabilities", pop3_cap_names, NELEM(pop3_cap_names),
-	    pop_has, s, "", "none listed (the server may not know CAPA)");
+	const char *capa = pop3_capa_lines(s), *mechs = pop3_sasl_mechs(s);
+
+	report_session(&t->acct->pop, pop3_conn(s), pop3_greeting(s));
+	if (capa[0] == '\0') {
+		line("capabilities", "none listed (the server may not know "
+		    "CAPA)");
+		line("AUTH", "not listed (AUTH is tried all the same)");
+		return;
+	}
+	line_items("capabilities", capa, '\n', "SASL", ' ', false, ", ",
+	    "none listed");
+	line("AUTH", "%s", mechs[0] != '\0' ? mechs : "not offered");
 }
 
 static enum status

@@ -57,6 +57,8 @@ struct imap {
 	unsigned tagn;
 	char tag[16];
 	char caps[IMAP_CAPS_MAX];	/* " WORD WORD ... " upper case */
+	char caps_raw[IMAP_CAPS_MAX];	/* "Word Word", as received */
+	char greeting[IMAP_TEXT_MAX];
 	char bye[IMAP_TEXT_MAX];
 	uint32_t exists;
 	struct imap_mailbox *mb;	/* being filled by SELECT */
@@ -349,6 +351,24 @@ imap_exists(const struct imap *im)
 	return im->exists;
 }
 
+struct conn *
+imap_conn(const struct imap *im)
+{
+	return im->c;
+}
+
+const char *
+imap_greeting(const struct imap *im)
+{
+	return im->greeting;
+}
+
+const char *
+imap_caps(const struct imap *im)
+{
+	return im->caps_raw;
+}
+
 bool
 imap_has_cap(const struct imap *im, const char *name)
 {
@@ -360,11 +380,42 @@ imap_has_cap(const struct imap *im, const char *name)
 	return strcasestr(im->caps, w) != NULL;
 }
 
+/*
+ * Keep the atoms of s (n bytes, up to a ']') one space apart, case and
+ * order untouched, for imap_caps(); an atom that does not fit is left
+ * out rather than cut.
+ */
+static void
+caps_raw_set(struct imap *im, const char *s, size_t n)
+{
+	const char *e, *w;
+	size_t o = 0, wl;
+
+	if ((e = memchr(s, ']', n)) == NULL)
+		e = s + n;
+	im->caps_raw[0] = '\0';
+	while (s < e) {
+		while (s < e && *s == ' ')
+			s++;
+		for (w = s; s < e && *s != ' '; s++)
+			;
+		if ((wl = (size_t)(s - w)) == 0)
+			break;
+		if (o + (o > 0) + wl + 1 > sizeof(im->caps_raw))
+			continue;
+		if (o > 0)
+			im->caps_raw[o++] = ' ';
+		sanitize(im->caps_raw + o, sizeof(im->caps_raw) - o, w, wl);
+		o += wl;
+	}
+}
+
 static void
 caps_set(struct imap *im, const char *s, size_t n)
 {
 	size_t i, o = 0;
 
+	caps_raw_set(im, s, n);
 	im->caps[o++] = ' ';
 	for (i = 0; i < n && o + 2 < sizeof(im->caps); i++) {
 		char c = s[i];
@@ -843,6 +894,7 @@ imap_capability(struct imap *im, struct errinfo *ei)
 
 	imap_set_state(im, IS_CAPABILITY);
 	im->caps[0] = '\0';
+	im->caps_raw[0] = '\0';
 	if ((st = imap_cmd(im, false, ei, "CAPABILITY")) != ST_OK)
 		return st;
 	return imap_wait(im, "CAPABILITY", ei);
@@ -893,6 +945,8 @@ imap_open(struct imap **out, const struct imap_opts *o, struct errinfo *ei)
 		st = imap_proto(im, ei, "greeting");
 		goto fail;
 	}
+	/* Kept for imap_greeting(): im->text is the next response's soon. */
+	snprintf(im->greeting, sizeof(im->greeting), "%s", im->text);
 	if (im->bye[0] != '\0') {
 		st = st_error(ei, ST_TEMPFAIL, "%s refuses the connection: %s",
 		    o->host, im->bye);

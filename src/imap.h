@@ -39,6 +39,7 @@
 #include "conf.h"
 #include "status.h"
 
+struct conn;
 struct tls_ctx;
 struct imap;
 
@@ -74,6 +75,28 @@ bool imap_usable(const struct imap *im);
 
 /* The text of a BYE the server sent, or NULL.  Valid as long as im. */
 const char *imap_bye(const struct imap *im);
+
+/*
+ * What `bearmail-auth test` reports.  None of them changes the session.
+ *
+ * imap_conn(): the connection, for conn_tls_info() and conn_peer().
+ * Owned by im: valid until imap_close(im); do not close it.
+ *
+ * imap_greeting(): the text of the server's greeting after its response
+ * code ("Dovecot ready."), control characters shown as '?', "" if it
+ * had none.  Valid until imap_close(im).
+ *
+ * imap_caps(): the capabilities the server announced last, as received:
+ * its atoms in its order and case ("IMAP4rev1 SASL-IR AUTH=XOAUTH2"),
+ * one space apart, control characters shown as '?'; atoms past 4 KB are
+ * left out; "" when none are known.  The pointer stays valid until
+ * imap_close(im), but the text is replaced whenever the server
+ * announces its capabilities again (after STARTTLS, which imap_open()
+ * runs, and after a successful imap_auth()): copy it to keep it.
+ */
+struct conn *imap_conn(const struct imap *im);
+const char *imap_greeting(const struct imap *im);
+const char *imap_caps(const struct imap *im);
 
 /*
  * AUTHENTICATE with mech as user (secret: the access token or the

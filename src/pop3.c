@@ -39,6 +39,8 @@ struct pop3 {
 	bool usable;
 	char caps[POP3_CAPS_MAX];	/* " CAPA-LINE | CAPA-LINE " upper case */
 	char sasl[POP3_CAPS_MAX];	/* the SASL capability's mechanisms */
+	char capa[POP3_CAPS_MAX];	/* "LINE\nLINE", as received */
+	char greeting[256];
 	char text[256];			/* the last reply's text */
 	struct buf cont;		/* the last "+ " continuation's text */
 	char *in, *out;			/* RETR buffers, made once per session */
@@ -142,6 +144,46 @@ bool
 pop3_usable(const struct pop3 *p)
 {
 	return p != NULL && p->usable;
+}
+
+struct conn *
+pop3_conn(const struct pop3 *p)
+{
+	return p->c;
+}
+
+const char *
+pop3_greeting(const struct pop3 *p)
+{
+	return p->greeting;
+}
+
+const char *
+pop3_capa_lines(const struct pop3 *p)
+{
+	return p->capa;
+}
+
+const char *
+pop3_sasl_mechs(const struct pop3 *p)
+{
+	return p->sasl;
+}
+
+/*
+ * Keep one CAPA line as received for pop3_capa_lines(): whole or not at
+ * all, so that what is shown is never a cut keyword.
+ */
+static void
+capa_add(struct pop3 *p, const char *line, size_t len)
+{
+	size_t o = strlen(p->capa);
+
+	if (len == 0 || o + (o > 0) + len + 1 > sizeof(p->capa))
+		return;
+	if (o > 0)
+		p->capa[o++] = '\n';
+	sanitize(p->capa + o, sizeof(p->capa) - o, line, len);
 }
 
 bool
@@ -253,6 +295,7 @@ pop3_capa(struct pop3 *p, struct errinfo *ei)
 	pop3_set_state(PS_CAPA);
 	p->caps[0] = '\0';
 	p->sasl[0] = '\0';
+	p->capa[0] = '\0';
 	if ((st = pop3_cmd(p, ei, "CAPA")) != ST_OK ||
 	    (st = pop3_reply(p, false, &r, ei)) != ST_OK)
 		return st;
@@ -268,6 +311,7 @@ pop3_capa(struct pop3 *p, struct errinfo *ei)
 			line++;
 			len--;
 		}
+		capa_add(p, line, len);
 		if (len > 5 && strncasecmp(line, "SASL ", 5) == 0)
 			sanitize(p->sasl, sizeof(p->sasl), line + 5, len - 5);
 		/* The keyword only: " UIDL STLS SASL USER ". */
@@ -325,6 +369,8 @@ pop3_open(struct pop3 **out, const struct pop3_opts *o, struct errinfo *ei)
 		    o->host, p->text);
 		goto fail;
 	}
+	/* Kept for pop3_greeting(): p->text is the next reply's soon. */
+	snprintf(p->greeting, sizeof(p->greeting), "%s", p->text);
 	if ((st = pop3_capa(p, ei)) != ST_OK)
 		goto fail;
 	if (o->tls == TLSM_STARTTLS) {

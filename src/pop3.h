@@ -31,6 +31,7 @@
 #include "conf.h"
 #include "status.h"
 
+struct conn;
 struct tls_ctx;
 struct pop3;
 
@@ -54,6 +55,34 @@ enum status pop3_open(struct pop3 **out, const struct pop3_opts *o,
 bool pop3_has_cap(const struct pop3 *p, const char *name);
 
 bool pop3_usable(const struct pop3 *p);
+
+/*
+ * What `bearmail-auth test` reports.  None of them changes the session.
+ *
+ * pop3_conn(): the connection, for conn_tls_info() and conn_peer().
+ * Owned by p: valid until pop3_close(p); do not close it.
+ *
+ * pop3_greeting(): the text of the greeting after "+OK", control
+ * characters shown as '?', "" if it had none.  Valid until
+ * pop3_close(p).
+ *
+ * pop3_capa_lines(): the lines of the last CAPA response as received
+ * (dot-unstuffed, control characters shown as '?'), in the server's
+ * order, separated by "\n" with none after the last, for example
+ * "USER\nUIDL\nSASL XOAUTH2 OAUTHBEARER".  Lines that do not fit in
+ * 2 KB are left out.  "" when the server does not know CAPA.
+ *
+ * pop3_sasl_mechs(): the mechanisms of CAPA's SASL line as received
+ * ("XOAUTH2 OAUTHBEARER"), "" when CAPA listed none.
+ *
+ * The pointers of both stay valid until pop3_close(p), but the texts
+ * are replaced when CAPA is asked again (after STLS, which pop3_open()
+ * runs): copy them to keep them.
+ */
+struct conn *pop3_conn(const struct pop3 *p);
+const char *pop3_greeting(const struct pop3 *p);
+const char *pop3_capa_lines(const struct pop3 *p);
+const char *pop3_sasl_mechs(const struct pop3 *p);
 
 /*
  * AUTH mech (see imap_auth() for the refusal rules and *token_rejected).

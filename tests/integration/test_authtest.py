@@ -18,6 +18,7 @@ import time
 import pytest
 
 from servers.fakeserver import FakeServer, Mismatch
+from servers.pki import OPENSSL
 from servers.tokenserver import TokenServer
 
 USER = "alice@example.com"
@@ -99,12 +100,21 @@ class LoginServer:
     """Just enough IMAP4rev1 or POP3 to be tested: greeting, CAPABILITY /
     CAPA, STARTTLS / STLS, AUTHENTICATE / AUTH with XOAUTH2 (bad tokens get
     Google's error challenge), LOGOUT / QUIT.  Records each login in
-    .auths as (mech, user, ok)."""
+    .auths as (mech, user, ok).  greeting replaces the greeting's text;
+    caps replaces the capabilities offered once TLS is up (IMAP: the
+    atoms as one string; POP3: the CAPA lines, or None for a server
+    that answers CAPA with -ERR)."""
 
-    def __init__(self, proto, pki, tokens, mode="tls"):
+    DEFAULT = object()
+
+    def __init__(self, proto, pki, tokens, mode="tls", greeting=None,
+                 caps=DEFAULT):
         self.proto = proto
         self.mode = mode
         self.tokens = tokens
+        self.greeting = greeting or "fake %s ready" % (
+            "IMAP" if proto == "imap" else "POP3")
+        self.caps = caps
         self.auths = []
         ctx = pki.server_context("server")
         self.srv = FakeServer(handler=self.serve,
@@ -145,8 +155,10 @@ class LoginServer:
             c = "IMAP4rev1 SASL-IR IDLE UIDPLUS ID"
             if self.mode == "starttls" and not s.tls:
                 return c + " STARTTLS LOGINDISABLED"
+            if self.caps is not self.DEFAULT:
+                return self.caps
             return c + " AUTH=XOAUTH2 AUTH=OAUTHBEARER"
-        s.send("* OK [CAPABILITY %s] fake IMAP ready\r\n" % caps())
+        s.send("* OK [CAPABILITY %s] %s\r\n" % (caps(), self.greeting))
         while True:
             tag, _, rest = s.readline().decode().partition(" ")
             cmd, _, arg = rest.partition(" ")
@@ -177,7 +189,7 @@ class LoginServer:
                 s.send("%s BAD unexpected\r\n" % tag)
 
     def pop(self, s):
-        s.send("+OK fake POP3 ready\r\n")
+        s.send("+OK %s\r\n" % self.greeting)
         while True:
             cmd, _, arg = s.readline().decode().partition(" ")
             cmd = cmd.upper()
@@ -185,8 +197,13 @@ class LoginServer:
                 c = ["USER", "UIDL", "TOP", "RESP-CODES"]
                 if self.mode == "starttls" and not s.tls:
                     c.append("STLS")
+                elif self.caps is not self.DEFAULT:
+                    c = self.caps
                 else:
                     c.append("SASL XOAUTH2 OAUTHBEARER")
+                if c is None:
+                    s.send("-ERR unknown command\r\n")
+                    continue
                 s.send("+OK\r\n" + "".join(x + "\r\n" for x in c) + ".\r\n")
             elif cmd == "STLS":
                 s.send("+OK begin TLS\r\n")
@@ -215,8 +232,8 @@ class LoginServer:
 def login_server(pki):
     made = []
 
-    def make(proto, tokens, mode="tls"):
-        srv = LoginServer(proto, pki, tokens, mode)
+    def make(proto, tokens, mode="tls", **kw):
+        srv = LoginServer(proto, pki, tokens, mode, **kw)
         made.append(srv)
         return srv
     yield make
@@ -245,19 +262,38 @@ def fingerprint(pem_path):
     return ":".join(h[i:i + 2] for i in range(0, 64, 2))
 
 
+def not_after(pem_path):
+    """The certificate's expiry as the report shows it."""
+    out = subprocess.run([OPENSSL, "x509", "-noout", "-enddate", "-in",
+                          pem_path], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out.startswith("notAfter="), out
+    t = ssl.cert_time_to_seconds(out[len("notAfter="):])
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
+
+
+def assert_tls(out, pki):
+    """The TLS lines of one block (or of a report with one server)."""
+    assert field(out, "TLS").startswith(("TLSv1.2, ", "TLSv1.3, "))
+    assert field(out, "certificate") == "CN=localhost"
+    assert field(out, "issuer").endswith("CN=bearmail test CA")
+    assert field(out, "expires") == not_after(pki.server.cert)
+    fp = field(out, "SHA-256")
+    assert re.fullmatch(r"([0-9A-F]{2}:){31}[0-9A-F]{2}", fp)
+    assert fp == fingerprint(pki.server.cert)
+    # The facts in the order the session learnt them.
+    labels = re.findall(r"^  (\S+)", out, re.M)
+    i = labels.index("connected")
+    assert labels[i:i + 7] == ["connected", "greeting", "TLS", "certificate",
+                               "issuer", "expires", "SHA-256"], labels
+
+
 def assert_good_report(p, pki, sink):
     assert p.returncode == 0, p.stdout + p.stderr
     out = p.stdout
     assert out.startswith("account acct (%s, provider google, XOAUTH2)"
                           % USER)
-    assert field(out, "TLS").startswith(("TLSv1.2, ", "TLSv1.3, "))
-    assert "CN=localhost" in field(out, "certificate")
-    assert "CN=" in field(out, "issuer")
-    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC",
-                        field(out, "expires"))
-    fp = field(out, "SHA-256")
-    assert re.fullmatch(r"([0-9A-F]{2}:){31}[0-9A-F]{2}", fp)
-    assert fp == fingerprint(pki.server.cert)
+    assert_tls(out, pki)
     assert field(out, "connected") == "localhost[127.0.0.1]:%d" % sink.port
     assert "fake.example" in field(out, "greeting")
     assert field(out, "server name") == "fake.example"
@@ -484,7 +520,7 @@ def test_usage(s):
 
 # ---- IMAP and POP3 ------------------------------------------------------------
 
-def test_all_three_servers(s, smtp_sink, login_server):
+def test_all_three_servers(s, smtp_sink, login_server, pki):
     sink = smtp_sink(tls_mode="implicit", user=USER, token=GOOD)
     imap = login_server("imap", [GOOD], mode="tls")
     pop = login_server("pop", [GOOD], mode="starttls")
@@ -496,18 +532,98 @@ def test_all_three_servers(s, smtp_sink, login_server):
     assert p.stdout.index(sm) < p.stdout.index(im) < p.stdout.index(po)
     assert im.startswith("IMAP localhost:%d, implicit TLS" % imap.port)
     assert po.startswith("POP3 localhost:%d, STARTTLS" % pop.port)
-    for b in (sm, im, po):
+    for b, srv in ((sm, sink), (im, imap), (po, pop)):
+        # The same block for the three: where, greeting, TLS details.
+        assert field(b, "connected") == "localhost[127.0.0.1]:%d" % srv.port
+        assert_tls(b, pki)
         assert field(b, "login") == "XOAUTH2 as %s: authenticated" % USER
-    assert field(im, "TLS") == "established, certificate verified"
-    assert field(im, "capabilities").split() == [
-        "IMAP4rev1", "SASL-IR", "IDLE", "UIDPLUS", "ID"]
+    assert field(im, "greeting") == "fake IMAP ready"
+    assert field(po, "greeting") == "fake POP3 ready"
+    # As the server sent them, AUTH=... on the AUTH line.
+    assert field(im, "capabilities") == "IMAP4rev1 SASL-IR IDLE UIDPLUS ID"
     assert field(im, "AUTH") == "XOAUTH2 OAUTHBEARER"
-    # After STLS: the capabilities asked again, STLS no longer listed.
-    assert field(po, "capabilities").split() == [
-        "TOP", "USER", "UIDL", "SASL", "RESP-CODES"]
+    # After STLS: the capabilities asked again, STLS no longer listed;
+    # the SASL line is the AUTH line.
+    assert field(po, "capabilities") == "USER, UIDL, TOP, RESP-CODES"
+    assert field(po, "AUTH") == "XOAUTH2 OAUTHBEARER"
+    labels = re.findall(r"^  (\S+)", po, re.M)
+    assert labels[-3:] == ["capabilities", "AUTH", "login"], labels
     assert imap.auths == [("XOAUTH2", USER, True)]
     assert pop.auths == [("XOAUTH2", USER, True)]
     assert s.ts.count("token") == 0
+
+
+def test_imap_starttls_pop_implicit_tls_details(s, login_server, pki):
+    imap = login_server("imap", [GOOD], mode="starttls")
+    pop = login_server("pop", [GOOD], mode="tls")
+    s.write_conf(1, imap=imap, pop=pop)
+    s.write_token(GOOD)
+    p = s.test("test", "--imap", "--pop", "acct")
+    assert p.returncode == 0, p.stdout + p.stderr
+    im, po = block(p.stdout, "IMAP"), block(p.stdout, "POP3")
+    assert im.startswith("IMAP localhost:%d, STARTTLS" % imap.port)
+    assert po.startswith("POP3 localhost:%d, implicit TLS" % pop.port)
+    for b in (im, po):
+        assert_tls(b, pki)
+        assert field(b, "login") == "XOAUTH2 as %s: authenticated" % USER
+    # What the server says once TLS is up, not before (no STARTTLS or
+    # LOGINDISABLED any more).
+    assert field(im, "capabilities") == "IMAP4rev1 SASL-IR IDLE UIDPLUS ID"
+    assert field(im, "AUTH") == "XOAUTH2 OAUTHBEARER"
+    assert field(po, "capabilities") == "USER, UIDL, TOP, RESP-CODES"
+    assert field(po, "AUTH") == "XOAUTH2 OAUTHBEARER"
+
+
+def test_capabilities_as_received_and_sanitised(s, login_server):
+    imap = login_server(
+        "imap", [GOOD], mode="none",
+        greeting="Hello \x1b[2J there",
+        caps="imap4rev1 Sasl-IR X-GM-EXT-1 APPENDLIMIT=35651584 "
+             "auth=PLAIN AUTH=XOAUTH2 COMPRESS=DEFLATE")
+    pop = login_server(
+        "pop", [GOOD], mode="none", greeting="<1896.697170952@fake>",
+        caps=["TOP", "EXPIRE NEVER", "IMPLEMENTATION fake \x1b]0;x\x07",
+              "sasl PLAIN XOAUTH2", "UIDL"])
+    s.write_conf(1, imap=imap, pop=pop)
+    s.write_token(GOOD)
+    p = s.test("test", "--imap", "--pop", "acct")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "\x1b" not in p.stdout and "\x07" not in p.stdout
+    im, po = block(p.stdout, "IMAP"), block(p.stdout, "POP3")
+    assert field(im, "TLS").startswith("none")
+    assert "SHA-256" not in im and "certificate" not in im
+    assert field(im, "greeting") == "Hello ?[2J there"
+    assert field(im, "capabilities") == \
+        "imap4rev1 Sasl-IR X-GM-EXT-1 APPENDLIMIT=35651584 COMPRESS=DEFLATE"
+    assert field(im, "AUTH") == "PLAIN XOAUTH2"
+    assert field(po, "greeting") == "<1896.697170952@fake>"
+    assert field(po, "capabilities") == \
+        "TOP, EXPIRE NEVER, IMPLEMENTATION fake ?]0;x?, UIDL"
+    assert field(po, "AUTH") == "PLAIN XOAUTH2"
+    assert imap.auths == [("XOAUTH2", USER, True)]
+    assert pop.auths == [("XOAUTH2", USER, True)]
+
+
+def test_pop_without_capa_and_imap_without_auth(s, login_server, pki):
+    imap = login_server("imap", [GOOD], caps="IMAP4rev1 LOGINDISABLED")
+    pop = login_server("pop", [GOOD], caps=None)
+    s.write_conf(1, imap=imap, pop=pop)
+    s.write_token(GOOD)
+    p = s.test("test", "--imap", "--pop", "acct")
+    # IMAP offers no XOAUTH2: a configuration matter (78), after the report.
+    assert p.returncode == 78, p.stdout + p.stderr
+    im, po = block(p.stdout, "IMAP"), block(p.stdout, "POP3")
+    assert_tls(im, pki)
+    assert field(im, "capabilities") == "IMAP4rev1 LOGINDISABLED"
+    assert field(im, "AUTH") == "not offered"
+    assert "authenticated" not in im and imap.auths == []
+    assert "IMAP localhost:%d" % imap.port in p.stderr
+    # An old POP3 server: nothing listed, AUTH tried all the same.
+    assert_tls(po, pki)
+    assert field(po, "capabilities").startswith("none listed")
+    assert field(po, "AUTH").startswith("not listed")
+    assert field(po, "login") == "XOAUTH2 as %s: authenticated" % USER
+    assert pop.auths == [("XOAUTH2", USER, True)]
 
 
 def test_default_adds_imap_for_fetch_accounts(s, smtp_sink, login_server,
