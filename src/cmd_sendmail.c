@@ -6,10 +6,12 @@
  * send-mail it submits, as mailq it lists the queue (-bp), as newaliases
  * it checks the aliases file (-bi).
  *
- * -bs speaks the server side of RFC 5321 on standard input and output
- * (the subset a local submission pipe needs: EHLO/HELO, MAIL, RCPT,
- * DATA, RSET, NOOP, VRFY, QUIT), and submits each accepted message the
- * normal way before it answers the final dot, so a 250 means delivered.
+ * Delivery is submit.c (sessions, and the queue runner of -q), the
+ * queue spool.c, the -bs dialogue smtpd.c.  What is here decides, per
+ * message, between delivering now, queueing (queue = on-failure |
+ * always | never, -odi/-odb/-odq) and handing the message to
+ * bearmail-drop when the queue belongs to another user (a local user on
+ * a system install: see bearmail(8), SYSTEM INSTALLATION).
  */
 #include "config.h"
 
@@ -23,29 +25,25 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 #include <sysexits.h>
 #include <time.h>
 #include <unistd.h>
-#ifdef HAVE_GETRANDOM
-#include <sys/random.h>
-#endif
 
 #include "aliases.h"
 #include "buf.h"
 #include "conf.h"
-#include "conn.h"
-#include "cred.h"
 #include "log.h"
 #include "msg.h"
+#include "priv.h"
 #include "rfc5322.h"
 #include "smtp.h"
+#include "smtpd.h"
+#include "spool.h"
 #include "status.h"
-#include "tls.h"
+#include "submit.h"
 
 #define RCPT_ARGS_MAX	ALIASES_RCPTS_MAX
 #define ENVID_MAX	100	/* RFC 3461: at most 100 characters */
-#define BS_LINE_MAX	4096	/* -bs command line */
 
 enum mode { MODE_SUBMIT, MODE_QUEUE_LIST, MODE_QUEUE_RUN, MODE_SMTP,
     MODE_ALIASES, MODE_HELP, MODE_VERSION };
@@ -61,6 +59,7 @@ struct opts {
 	const char *account;	/* -a, --account */
 	const char *config;	/* -C */
 	const char *qid;	/* -qI */
+	bool qall;		/* -qf: due or not */
 	enum smtp_body body;	/* -B */
 	unsigned notify;	/* -N */
 	enum smtp_ret ret;	/* -R */
@@ -80,7 +79,7 @@ struct job {
 	const char *local_names[3];	/* this host's names */
 	char *sender;			/* envelope sender ("" = <>) */
 	struct aliases_rcpts rcpts;	/* final recipients */
-	char qid[16];			/* log identifier */
+	char qid[SPOOL_ID_SIZE];	/* log and queue identifier */
 };
 
 /*
@@ -134,8 +133,11 @@ help(void)
 	    "  -bm             submit (default)\n"
 	    "  -bs             SMTP dialogue on standard input and output\n"
 	    "  -bi             check the aliases file\n"
-	    "  -bp, -q, -qIID  the queue (not available yet)\n"
-	    "  -odi, -odb, -odq  delivery mode\n"
+	    "  -bp             list the queue (also: mailq)\n"
+	    "  -q              deliver the queue (what is due)\n"
+	    "  -qIID, -qf      deliver one message / all, due or not\n"
+	    "  -odi            deliver now (queue on a temporary failure)\n"
+	    "  -odb, -odq      queue, then deliver in the background / later\n"
 	    "  -v              protocol transcript on standard error\n"
 	    "  -C FILE         configuration file\n"
 	    "  --help, --version\n"
@@ -322,10 +324,15 @@ parse_cluster(struct opts *o, int argc, char **argv, int *i)
 		case 'G': case 'm': case 'n': case 'x':
 			continue;	/* accepted and ignored */
 		case 'q':
-			/* -q, -qIID, -q<interval> (ignored) */
-			if (p[1] == '\0' || (p[1] == 'I' && p[2] != '\0')) {
+			/* -q, -qIID, -qf, -q<interval> (ignored) */
+			if (p[1] == '\0' || (p[1] == 'I' && p[2] != '\0') ||
+			    strcmp(p + 1, "f") == 0) {
 				o->mode = MODE_QUEUE_RUN;
-				o->qid = p[1] != '\0' ? p + 2 : NULL;
+				o->qid = p[1] == 'I' ? p + 2 : NULL;
+				o->qall = p[1] == 'f';
+				if (o->qid != NULL && !spool_id_valid(o->qid))
+					return usage_error("-qI: \"%s\" is not "
+					    "a queue ID", o->qid);
 			} else if (!is_interval(p + 1))
 				return usage_error("option %s not supported",
 				    a);
@@ -569,228 +576,95 @@ full_name(const struct opts *o, char *buf, size_t bufsz)
 	return arg_safe(buf) ? buf : NULL;
 }
 
-static void
-make_qid(char *out, size_t outsz)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	unsigned char r[5];
-	size_t i;
-	int fd;
-	bool got = false;
-
-#ifdef HAVE_GETRANDOM
-	got = getrandom(r, sizeof(r), 0) == (ssize_t)sizeof(r);
-#endif
-	if (!got && (fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC)) >= 0) {
-		got = read(fd, r, sizeof(r)) == (ssize_t)sizeof(r);
-		close(fd);
-	}
-	for (i = 0; !got && i < sizeof(r); i++)
-		r[i] = (unsigned char)(getpid() >> (i * 3) ^ time(NULL) >> i);
-	for (i = 0; i < sizeof(r) && 2 * i + 2 < outsz; i++) {
-		out[2 * i] = hex[r[i] >> 4];
-		out[2 * i + 1] = hex[r[i] & 15];
-	}
-	out[2 * i] = '\0';
-}
-
-static int
-tmp_file(struct errinfo *ei)
-{
-	const char *dir = getenv("TMPDIR");
-	struct buf path;
-	int fd;
-
-	if (dir == NULL || dir[0] == '\0')
-		dir = "/tmp";
-	buf_init(&path, PATH_MAX);
-	if (buf_printf(&path, ei, "%s/bearmail.XXXXXX", dir) != ST_OK)
-		return -1;
-	if ((fd = mkstemp(path.data)) < 0)
-		st_errno(ei, ST_SYS, "temporary file in %s", dir);
-	else
-		unlink(path.data);
-	buf_free(&path);
-	return fd;
-}
-
-/* ---- delivery -------------------------------------------------------- */
-
-static void
-note(const char *text)
-{
-	log_wire(LOG_NOTE, text, strlen(text), false);
-}
-
-static double
-now_mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void
-log_result(const struct job *j, const char *relay, double t0,
-    const char *status, const char *text, const char *const *rcpts, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		log_info("%s: to=<%s>, relay=%s, delay=%.2f, status=%s (%s)",
-		    j->qid, rcpts[i], relay, now_mono() - t0, status, text);
-}
-
-/* Authenticate, with one forced refresh and retry for a refused token. */
-static enum status
-authenticate(struct job *j, struct smtp **sp, const struct smtp_opts *so,
-    struct errinfo *ei)
-{
-	const struct account *a = j->acct;
-	const char *user = a->impersonate != NULL ? a->impersonate : a->user;
-	char *secret = NULL;
-	bool rejected = false;
-	struct errinfo first;
-	enum status st;
-
-	if ((st = cred_get(j->conf, a, false, &secret, ei)) != ST_OK)
-		return st;
-	st_clear(&first);
-	st = smtp_auth(*sp, a->auth, user, secret, &rejected, &first);
-	cred_free(secret);
-	secret = NULL;
-	if (st != ST_AUTH || !rejected) {
-		if (st != ST_OK) {
-			st_error(ei, first.st, "%s", first.msg);
-			ei->code = first.code;
-		}
-		return st;
-	}
-	/* The server refused the token: refresh once, try once more. */
-	note("token refused: refreshing it once");
-	if ((st = cred_get(j->conf, a, true, &secret, ei)) != ST_OK)
-		return st;
-	if (!smtp_usable(*sp)) {
-		smtp_close(*sp);
-		*sp = NULL;
-		if ((st = smtp_open(sp, so, ei)) != ST_OK)
-			goto out;
-	}
-	st = smtp_auth(*sp, a->auth, user, secret, NULL, ei);
-	if ((st == ST_NET || st == ST_TEMPFAIL) && !smtp_usable(*sp)) {
-		smtp_close(*sp);
-		*sp = NULL;
-		st_clear(ei);
-		if ((st = smtp_open(sp, so, ei)) == ST_OK)
-			st = smtp_auth(*sp, a->auth, user, secret, NULL, ei);
-	}
-out:
-	cred_free(secret);
-	return st;
-}
+/* ---- delivery and the queue ------------------------------------------ */
 
 /*
- * Submit the message in fd (canonical, from offset 0) to every recipient
- * of j, or to none.  Logs one line per recipient.
+ * Deliver or queue the message in fd as the queue mode and -od say.
+ * Every way that returns ST_OK leaves the message delivered or durable.
  */
 static enum status
-deliver(struct job *j, int fd, const struct msg_info *info,
+dispatch(struct job *j, int fd, const struct msg_info *info,
     struct errinfo *ei)
 {
-	const struct account *a = j->acct;
+	const struct conf *conf = j->conf;
 	const struct opts *o = j->o;
-	struct tls_ctx *ctx = NULL;
-	struct smtp *s = NULL;
-	struct smtp_opts so;
-	struct smtp_envelope env;
-	struct smtp_result res;
-	struct buf relay;
+	char deliver = o->deliver, arg[SPOOL_ID_SIZE + 4];
+	char first[SPOOL_ID_SIZE];
+	struct submit_msg m;
+	struct spool *sp = NULL;
+	struct errinfo qe, why;
 	enum status st;
-	double t0 = now_mono();
-	size_t i;
 
-	memset(&res, 0, sizeof(res));
-	buf_init(&relay, 512);
-	if (a->smtp.host == NULL) {
-		st = st_error(ei, ST_CONFIG,
-		    "%s:%d: account %s has no smtp_host",
-		    a->file != NULL ? a->file : "?", a->line, a->name);
+	memset(&m, 0, sizeof(m));
+	m.id = j->qid;
+	m.acct = j->acct;
+	m.ehlo_name = j->domain;
+	m.sender = j->sender;
+	m.rcpts = (const char *const *)j->rcpts.v;
+	m.nrcpts = j->rcpts.n;
+	m.size = info->size;
+	m.body = info->body_8bit || info->hdr_8bit ? SMTP_BODY_8BITMIME :
+	    o->body;
+	m.smtputf8 = o->utf8 || info->addr_utf8;
+	m.notify = o->notify;
+	m.ret = o->ret;
+	m.envid = o->envid;
+	if (deliver == 0)
+		deliver = conf->queue == QUEUE_ALWAYS ? 'b' : 'i';
+	if (deliver == 'i' && conf->queue == QUEUE_NEVER)
+		return submit_now(conf, &m, fd, ei);
+	st_clear(&qe);
+	if (spool_open(&sp, conf->queue_dir, SPOOL_CREATE, &qe) != ST_OK) {
+		sp = NULL;
+		/* Someone else's queue: the maildrop; the runner sends. */
+		if (submit_queue_is_others(conf->queue_dir))
+			return submit_enqueue(NULL, &m, fd, NULL, ei);
+		if (deliver != 'i')
+			return st_error(ei, qe.st, "%s", qe.msg);
+	}
+	if (deliver == 'b' || deliver == 'q') {
+		if ((st = submit_enqueue(sp, &m, fd, NULL, ei)) == ST_OK &&
+		    deliver == 'b') {
+			snprintf(arg, sizeof(arg), "-qI%s", j->qid);
+			submit_spawn(conf->explicit_path, arg);
+		}
 		goto out;
 	}
-	buf_printf(&relay, NULL, "%s:%u", a->smtp.host, a->smtp.port);
-	if (a->smtp.tls != TLSM_NONE &&
-	    (st = tls_ctx_new(&ctx, a->ca_file, ei)) != ST_OK)
-		goto out;
-	memset(&so, 0, sizeof(so));
-	so.host = a->smtp.host;
-	so.port = a->smtp.port;
-	so.tls = a->smtp.tls;
-	so.timeout = a->timeout;
-	so.ehlo_name = j->domain;
-	so.tls_ctx = ctx;
-	if ((st = smtp_open(&s, &so, ei)) != ST_OK)
-		goto out;
-	buf_reset(&relay);
-	buf_printf(&relay, NULL, "%s[%s]:%u", a->smtp.host,
-	    conn_peer(smtp_conn(s)), a->smtp.port);
-	if ((st = authenticate(j, &s, &so, ei)) != ST_OK)
-		goto out;
-
-	memset(&env, 0, sizeof(env));
-	env.sender = j->sender;
-	env.rcpts = (const char *const *)j->rcpts.v;
-	env.nrcpts = j->rcpts.n;
-	env.size = (uint64_t)info->size;
-	if (info->body_8bit || info->hdr_8bit)
-		env.body = SMTP_BODY_8BITMIME;
-	else
-		env.body = o->body;
-	env.smtputf8 = o->utf8 || info->addr_utf8;
-	env.notify = o->notify;
-	env.ret = o->ret;
-	env.envid = o->envid;
-	if (lseek(fd, 0, SEEK_SET) != 0) {
-		st = st_errno(ei, ST_SYS, "rewinding the message");
+	st_clear(&why);
+	if ((st = submit_now(conf, &m, fd, &why)) == ST_OK) {
+		/* The network works: flush what waited for it. */
+		if (sp != NULL && submit_queue_has_mail(conf->queue_dir))
+			submit_spawn(conf->explicit_path, "-qf");
 		goto out;
 	}
-	st = smtp_send(s, &env, fd, &res, ei);
-	if (st == ST_OK) {
-		log_info("%s: from=<%s>, size=%lld, nrcpt=%zu", j->qid,
-		    j->sender, (long long)info->size, j->rcpts.n);
-		log_result(j, relay.data, t0, "sent", res.text,
-		    (const char *const *)j->rcpts.v, j->rcpts.n);
-		smtp_quit(s, NULL);
+	if (!st_retryable(st)) {
+		st_error(ei, why.st, "%s", why.msg);
+		ei->code = why.code;
 		goto out;
 	}
-	/* Each recipient's fate: its own refusal, or the transaction's. */
-	for (i = 0; res.rcpt != NULL && i < res.nrcpts && i < j->rcpts.n; i++) {
-		bool own = res.rcpt[i].st != ST_OK && res.rcpt[i].code != 0;
-		enum status rs = own ? res.rcpt[i].st : st;
-
-		log_info("%s: to=<%s>, relay=%s, delay=%.2f, status=%s (%s%s)",
-		    j->qid, j->rcpts.v[i], relay.data, now_mono() - t0,
-		    st_retryable(rs) ? "deferred" : "bounced",
-		    own ? "" : "not sent: ", own ? res.rcpt[i].text : ei->msg);
+	if (sp == NULL) {
+		st = st_error(ei, ST_CANTCREAT, "%s; and the queue cannot be "
+		    "written: %s", why.msg, qe.msg);
+		goto out;
 	}
-	if (smtp_usable(s))
-		smtp_quit(s, NULL);
+	memcpy(first, j->qid, sizeof(first));
+	if ((st = submit_enqueue(sp, &m, fd, &why, ei)) != ST_OK) {
+		st_context(ei, "%s; then", why.msg);
+		goto out;
+	}
+	log_info("%s: deferred, queued as %s", first, j->qid);
+	say("queued as %s: %s; it will be retried by `bearmail -q` (run "
+	    "`bearmail -qf` to retry now, or enable the bearmail-queue timer)",
+	    j->qid, why.msg);
 out:
-	if (st != ST_OK && res.rcpt == NULL)
-		log_result(j, relay.data, t0, st_retryable(st) ? "deferred" :
-		    "bounced", ei->msg, (const char *const *)j->rcpts.v,
-		    j->rcpts.n);
-	smtp_result_free(&res);
-	smtp_close(s);
-	tls_ctx_free(ctx);
-	buf_free(&relay);
+	spool_close(sp);
 	return st;
 }
 
 /*
  * Read the message from in, rewrite it into a temporary file, add the
  * header recipients (extract, -t) to those j holds already (command
- * line, or RCPT in -bs), and deliver.
+ * line, or RCPT in -bs), and deliver or queue it.
  */
 static enum status
 submit(struct job *j, int in, bool extract, bool dot_ends, struct errinfo *ei)
@@ -804,8 +678,8 @@ submit(struct job *j, int in, bool extract, bool dot_ends, struct errinfo *ei)
 	int fd;
 
 	memset(&info, 0, sizeof(info));
-	if ((fd = tmp_file(ei)) < 0)
-		return ei->st;
+	if ((fd = submit_tmpfile(ei)) < 0)
+		return ST_SYS;
 	memset(&mo, 0, sizeof(mo));
 	mo.dot_ends = dot_ends;
 	mo.want_rcpts = extract;
@@ -829,13 +703,25 @@ submit(struct job *j, int in, bool extract, bool dot_ends, struct errinfo *ei)
 		st = st_error(ei, ST_USAGE, "no recipients");
 		goto out;
 	}
-	if (o->deliver == 'q' || o->deliver == 'b')
-		note("no queue yet: delivering now");
-	st = deliver(j, fd, &info, ei);
+	st = dispatch(j, fd, &info, ei);
 out:
 	msg_info_free(&info);
 	close(fd);
 	return st;
+}
+
+static void
+job_init(struct job *j, struct conf *conf, const struct opts *o,
+    const struct aliases *al)
+{
+	struct timespec ts;
+
+	memset(j, 0, sizeof(*j));
+	j->conf = conf;
+	j->o = o;
+	j->aliases = al;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	spool_id_make(j->qid, ts.tv_sec, ts.tv_nsec / 1000);
 }
 
 static void
@@ -848,366 +734,160 @@ job_free(struct job *j)
 
 /* ---- -bs: SMTP on standard input and output -------------------------- */
 
-struct bs {
-	const struct opts *o;
+struct bs_ctx {
 	struct conf *conf;
+	const struct opts *o;
 	const struct aliases *aliases;
-	const char *host;		/* our name in replies */
-	int fd;
-	char buf[BS_LINE_MAX * 2];
-	size_t off, len;
-	bool eof;
-	char *sender;			/* MAIL FROM; NULL: none yet */
-	struct aliases_rcpts rcpts;	/* RCPT TO */
 };
 
-/* The next input byte; false at EOF. */
-static bool
-bs_getc(struct bs *b, char *c)
+/* smtpd's deliver function: the normal way, with the RCPT list. */
+static enum status
+bs_deliver(void *arg, const char *sender, const char *const *rcpts,
+    size_t n, int fd, char *id, struct errinfo *ei)
 {
-	ssize_t got;
-
-	while (b->off == b->len) {
-		if (b->eof)
-			return false;
-		got = read(b->fd, b->buf, sizeof(b->buf));
-		if (got < 0 && errno == EINTR)
-			continue;
-		if (got <= 0) {
-			b->eof = true;
-			return false;
-		}
-		b->off = 0;
-		b->len = (size_t)got;
-	}
-	*c = b->buf[b->off++];
-	return true;
-}
-
-/*
- * One command line, CRLF or LF stripped.  A longer line than linesz is
- * consumed whole and flagged (*toolong).  false at EOF.
- */
-static bool
-bs_line(struct bs *b, char *line, size_t linesz, bool *toolong)
-{
-	size_t n = 0;
-	char c;
-	bool any = false;
-
-	*toolong = false;
-	while (bs_getc(b, &c)) {
-		any = true;
-		if (c == '\n')
-			break;
-		if (n + 1 < linesz)
-			line[n++] = c;
-		else
-			*toolong = true;
-	}
-	if (n > 0 && line[n - 1] == '\r')
-		n--;
-	line[n] = '\0';
-	return any;
-}
-
-/* Write a chunk of DATA to fd unless the bound is passed (*bad). */
-static void
-bs_put(int fd, struct buf *out, off_t *total, bool *bad)
-{
-	*total += (off_t)out->len;
-	if (*total > MSG_SIZE_MAX ||
-	    write(fd, out->data, out->len) != (ssize_t)out->len)
-		*bad = true;
-	buf_reset(out);
-}
-
-/*
- * DATA: copy the lines up to "." into fd, dot-unstuffed, each ending in
- * LF.  Lines of any length pass (msg_rewrite() deals with them).  false
- * at EOF before the final dot; *bad when fd could not take it all.
- */
-static bool
-bs_data(struct bs *b, int fd, bool *bad)
-{
-	struct buf out;
-	bool bol = true, dot = false, ok = false;
-	off_t total = 0;
-	char c;
-
-	*bad = false;
-	buf_init(&out, 64 * 1024);
-	while (bs_getc(b, &c)) {
-		if (bol && c == '.') {
-			dot = true;	/* a stuffed dot, or the end */
-			bol = false;
-			continue;
-		}
-		bol = false;
-		if (c == '\n') {
-			if (dot && (out.len == 0 ||
-			    (out.len == 1 && out.data[0] == '\r'))) {
-				ok = true;
-				break;
-			}
-			if (out.len > 0 && out.data[out.len - 1] == '\r')
-				out.len--;
-			buf_add(&out, "\n", 1, NULL);
-			bs_put(fd, &out, &total, bad);
-			bol = true;
-			dot = false;
-			continue;
-		}
-		if (out.len + 2 >= out.max) {
-			bs_put(fd, &out, &total, bad);
-			dot = false;	/* a long line is no end marker */
-		}
-		buf_add(&out, &c, 1, NULL);
-	}
-	buf_free(&out);
-	return ok;
-}
-
-static void __attribute__((format(printf, 1, 2)))
-bs_reply(const char *fmt, ...)
-{
-	char line[1024];
-	va_list ap;
-	char *p;
-
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	/* Replies carry a server's text: one line each, whatever it held. */
-	for (p = line; *p != '\0'; p++)
-		if ((unsigned char)*p < 0x20)
-			*p = '?';
-	printf("%s\r\n", line);
-	fflush(stdout);
-}
-
-/* The address between '<' and '>' after "FROM:" or "TO:", copied. */
-static bool
-bs_path(const char *arg, const char *kw, char *out, size_t outsz)
-{
-	size_t kl = strlen(kw), n;
-	const char *gt, *colon;
-
-	if (strncasecmp(arg, kw, kl) != 0)
-		return false;
-	arg += kl;
-	while (*arg == ' ')
-		arg++;
-	if (*arg != '<' || (gt = strchr(arg, '>')) == NULL)
-		return false;
-	n = (size_t)(gt - arg - 1);
-	if (n >= outsz)
-		return false;
-	memcpy(out, arg + 1, n);
-	out[n] = '\0';
-	/* Drop a source route ("@a,@b:user@c"). */
-	if (out[0] == '@' && (colon = strchr(out, ':')) != NULL)
-		memmove(out, colon + 1, strlen(colon + 1) + 1);
-	return arg_safe(out);
-}
-
-/* The reply for a failed submission: 4xx when it may pass, else 5xx. */
-static const char *
-bs_reply_code(enum status st)
-{
-	switch (st) {
-	case ST_NOUSER:
-		return "550 5.1.1";
-	case ST_LIMIT:
-		return "552 5.3.4";
-	case ST_DATAERR:
-		return "554 5.6.0";
-	case ST_USAGE:
-		return "554 5.5.0";
-	default:
-		return st_retryable(st) ? "451 4.3.0" : "554 5.0.0";
-	}
-}
-
-static void
-bs_reset(struct bs *b)
-{
-	free(b->sender);
-	b->sender = NULL;
-	aliases_rcpts_free(&b->rcpts);
-}
-
-static void
-bs_mail(struct bs *b, const char *arg)
-{
-	char addr[RFC5322_ADDR_MAX + 8];
-
-	if (b->sender != NULL)
-		bs_reply("503 5.5.1 Error: nested MAIL command");
-	else if (!bs_path(arg, "FROM:", addr, sizeof(addr)))
-		bs_reply("501 5.5.4 Syntax: MAIL FROM:<address>");
-	else if ((b->sender = strdup(addr)) == NULL)
-		bs_reply("451 4.3.0 Out of memory");
-	else
-		bs_reply("250 2.1.0 Ok");
-}
-
-static void
-bs_rcpt(struct bs *b, const char *arg)
-{
-	char addr[RFC5322_ADDR_MAX + 8];
-
-	if (b->sender == NULL)
-		bs_reply("503 5.5.1 Error: need MAIL command");
-	else if (!bs_path(arg, "TO:", addr, sizeof(addr)) ||
-	    addr[0] == '\0' || addr[0] == '-')
-		bs_reply("501 5.5.4 Syntax: RCPT TO:<address>");
-	else if (aliases_rcpts_add(&b->rcpts, addr, NULL) != ST_OK)
-		bs_reply("452 4.5.3 Too many recipients");
-	else
-		bs_reply("250 2.1.5 Ok");
-}
-
-/*
- * DATA: take the message, then submit it the normal way; the reply to
- * the final dot says how that went.  false at EOF inside DATA.
- */
-static bool
-bs_data_cmd(struct bs *b)
-{
-	struct errinfo ei;
+	struct bs_ctx *c = arg;
 	struct job j;
 	enum status st;
-	bool bad;
 	size_t i;
-	int fd;
 
-	if (b->sender == NULL || b->rcpts.n == 0) {
-		bs_reply("503 5.5.1 Error: need RCPT command");
-		return true;
-	}
-	st_clear(&ei);
-	if ((fd = tmp_file(&ei)) < 0) {
-		bs_reply("451 4.3.0 %s", ei.msg);
-		return true;
-	}
-	bs_reply("354 End data with <CR><LF>.<CR><LF>");
-	if (!bs_data(b, fd, &bad)) {
-		close(fd);
-		return false;		/* nothing is sent */
-	}
-	memset(&j, 0, sizeof(j));
-	j.conf = b->conf;
-	j.o = b->o;
-	j.aliases = b->aliases;
-	make_qid(j.qid, sizeof(j.qid));
-	if (bad)
-		st = st_error(&ei, ST_LIMIT, "message too large");
-	else if (lseek(fd, 0, SEEK_SET) != 0)
-		st = st_errno(&ei, ST_SYS, "rewinding the message");
+	job_init(&j, c->conf, c->o, c->aliases);
+	st = setup_job(&j, sender, ei);
+	for (i = 0; st == ST_OK && i < n; i++)
+		st = add_rcpt(&j, rcpts[i], ei);
+	if (st == ST_OK)
+		st = submit(&j, fd, false, false, ei);
+	if (st == ST_OK)
+		snprintf(id, SMTPD_ID_MAX, "%s", j.qid);
 	else
-		st = setup_job(&j, b->sender, &ei);
-	for (i = 0; st == ST_OK && i < b->rcpts.n; i++)
-		st = add_rcpt(&j, b->rcpts.v[i], &ei);
-	if (st == ST_OK)
-		st = submit(&j, fd, false, false, &ei);
-	if (st == ST_OK)
-		bs_reply("250 2.0.0 Ok: queued as %s", j.qid);
-	else {
-		bs_reply("%s %s", bs_reply_code(st), ei.msg);
-		say("%s", ei.msg);
-	}
-	close(fd);
+		say("%s", ei->msg);
 	job_free(&j);
-	bs_reset(b);
-	return true;
+	return st;
 }
 
 static int
 run_smtp_server(struct conf *conf, const struct opts *o,
     const struct aliases *al)
 {
-	static struct bs b;
+	struct bs_ctx c = { conf, o, al };
 	const struct account *da = NULL;
-	char line[BS_LINE_MAX];
+	struct smtpd_opts so;
 	struct errinfo ei;
-	bool toolong;
 
-	b.o = o;
-	b.conf = conf;
-	b.aliases = al;
-	b.fd = STDIN_FILENO;
-	b.host = "localhost";
+	memset(&so, 0, sizeof(so));
+	so.in = STDIN_FILENO;
+	so.out = STDOUT_FILENO;
 	st_clear(&ei);
-	if (conf_account(conf, o->account, &da, &ei) == ST_OK &&
-	    conf_domain(da) != NULL)
-		b.host = conf_domain(da);
-	bs_reply("220 %s ESMTP bearmail", b.host);
-	while (bs_line(&b, line, sizeof(line), &toolong)) {
-		char *arg = strchr(line, ' ');
-		const char *verb = line;
-
-		if (toolong) {
-			bs_reply("500 5.5.2 Line too long");
-			continue;
-		}
-		if (arg != NULL)
-			*arg++ = '\0';
-		else
-			arg = line + strlen(line);
-		if (strcasecmp(verb, "EHLO") == 0) {
-			bs_reset(&b);
-			bs_reply("250-%s", b.host);
-			bs_reply("250-PIPELINING");
-			bs_reply("250-8BITMIME");
-			bs_reply("250-SIZE %lld", (long long)MSG_SIZE_MAX);
-			bs_reply("250 ENHANCEDSTATUSCODES");
-		} else if (strcasecmp(verb, "HELO") == 0) {
-			bs_reset(&b);
-			bs_reply("250 %s", b.host);
-		} else if (strcasecmp(verb, "MAIL") == 0) {
-			bs_mail(&b, arg);
-		} else if (strcasecmp(verb, "RCPT") == 0) {
-			bs_rcpt(&b, arg);
-		} else if (strcasecmp(verb, "DATA") == 0) {
-			if (!bs_data_cmd(&b))
-				break;
-		} else if (strcasecmp(verb, "RSET") == 0) {
-			bs_reset(&b);
-			bs_reply("250 2.0.0 Ok");
-		} else if (strcasecmp(verb, "NOOP") == 0) {
-			bs_reply("250 2.0.0 Ok");
-		} else if (strcasecmp(verb, "VRFY") == 0) {
-			bs_reply("252 2.5.2 Cannot VRFY user, but will accept "
-			    "message and attempt delivery");
-		} else if (strcasecmp(verb, "QUIT") == 0) {
-			bs_reply("221 2.0.0 Bye");
-			break;
-		} else if (strcasecmp(verb, "HELP") == 0) {
-			bs_reply("214 2.0.0 EHLO HELO MAIL RCPT DATA RSET NOOP "
-			    "VRFY QUIT");
-		} else {
-			bs_reply("502 5.5.2 Error: command not recognized");
-		}
+	if (conf_account(conf, o->account, &da, &ei) == ST_OK)
+		so.host = conf_domain(da);
+	so.size_max = MSG_SIZE_MAX;
+	so.rcpts_max = RCPT_ARGS_MAX;
+	so.deliver = bs_deliver;
+	so.arg = &c;
+	st_clear(&ei);
+	if (smtpd_run(&so, &ei) != ST_OK) {
+		say("%s", ei.msg);
+		return st_exitcode(ei.st);
 	}
-	bs_reset(&b);
 	return EX_OK;
+}
+
+/* ---- the queue: -q, -qI, -qf, -bp ------------------------------------ */
+
+static int
+queue_error(const struct conf *conf, const struct errinfo *ei,
+    const char *what)
+{
+	if (submit_queue_is_others(conf->queue_dir)) {
+		say("cannot %s %s: it belongs to another user (only it and "
+		    "root can %s it; run mailq or bearmail -q as that user)",
+		    what, conf->queue_dir, what);
+		return EX_NOPERM;
+	}
+	say("%s", ei->msg);
+	return st_exitcode(ei->st);
+}
+
+static int
+run_queue(const struct conf *conf, const struct opts *o)
+{
+	struct submit_run_opts ro;
+	struct submit_run_stats stats;
+	struct spool *sp = NULL;
+	struct errinfo ei;
+	enum status st;
+
+	st_clear(&ei);
+	if (spool_open(&sp, conf->queue_dir, SPOOL_CREATE, &ei) != ST_OK)
+		return queue_error(conf, &ei, "deliver");
+	memset(&ro, 0, sizeof(ro));
+	ro.conf = conf;
+	ro.only_id = o->qid;
+	ro.all = o->qall;
+	st = submit_run(sp, &ro, &stats, &ei);
+	submit_close_all();
+	spool_close(sp);
+	if (st != ST_OK) {
+		say("%s", ei.msg);
+		return st_exitcode(st);
+	}
+	if (o->verbose)
+		fprintf(stderr, "%s: queue run: %zu imported, %zu tried, "
+		    "%zu sent, %zu deferred, %zu failed, %zu notices, %zu "
+		    "busy\n", progname, stats.imported, stats.tried,
+		    stats.sent, stats.deferred, stats.failed, stats.notices,
+		    stats.skipped);
+	return EX_OK;
+}
+
+static int
+list_queue(const struct conf *conf)
+{
+	struct spool *sp = NULL;
+	struct errinfo ei;
+	struct buf out;
+	int rc = EX_OK;
+
+	st_clear(&ei);
+	if (access(conf->queue_dir, F_OK) != 0 && errno == ENOENT) {
+		printf("Mail queue is empty\n");
+		return EX_OK;
+	}
+	if (spool_open(&sp, conf->queue_dir, SPOOL_RDONLY, &ei) != ST_OK)
+		return queue_error(conf, &ei, "list");
+	buf_init(&out, 64 * 1024 * 1024);
+	if (spool_listing(sp, &out, &ei) != ST_OK) {
+		say("%s", ei.msg);
+		rc = st_exitcode(ei.st);
+	} else if (fwrite(out.data, 1, out.len, stdout) != out.len ||
+	    fflush(stdout) != 0)
+		rc = EX_IOERR;
+	buf_free(&out);
+	spool_close(sp);
+	return rc;
 }
 
 /* ---- main ------------------------------------------------------------ */
 
-/* An unprivileged caller who picks the configuration loses privilege. */
+/*
+ * bearmail is not meant to be installed set-ID (bearmail-drop is the one
+ * privileged program).  If it is anyway, a caller who picks the
+ * configuration, or asks for anything but a plain submission, loses
+ * the privilege first.
+ */
 static int
-drop_privilege_for_config(const struct opts *o)
+drop_privilege(const struct opts *o)
 {
 	const char *env = getenv("BEARMAIL_CONFIG");
+	struct errinfo ei;
 
-	if (getuid() == geteuid() && getgid() == getegid())
+	if (!priv_is_setid())
 		return 0;
-	if (o->config == NULL && (env == NULL || env[0] == '\0'))
+	if (o->mode == MODE_SUBMIT && o->config == NULL &&
+	    (env == NULL || env[0] == '\0'))
 		return 0;
-	if (setgid(getgid()) != 0 || setuid(getuid()) != 0) {
-		say("cannot drop privileges: %s", strerror(errno));
+	st_clear(&ei);
+	if (priv_drop(&ei) != ST_OK) {
+		say("%s", ei.msg);
 		return EX_OSERR;
 	}
 	return 0;
@@ -1225,6 +905,10 @@ main(int argc, char **argv)
 	enum status st;
 	int rc;
 
+	/* Tokens and messages pass through this process: no core files. */
+	priv_no_core();
+	if (!priv_std_fds())
+		return EX_OSERR;
 	memset(&o, 0, sizeof(o));
 	memset(&conf, 0, sizeof(conf));
 	memset(&j, 0, sizeof(j));
@@ -1250,7 +934,7 @@ main(int argc, char **argv)
 		version();
 		goto done;
 	}
-	if ((rc = drop_privilege_for_config(&o)) != 0)
+	if ((rc = drop_privilege(&o)) != 0)
 		goto done;
 	log_set_verbose(o.verbose);
 	if ((st = conf_load(&conf, o.config, &ei)) != ST_OK) {
@@ -1263,10 +947,12 @@ main(int argc, char **argv)
 		st_clear(&ei);
 	}
 
-	if (o.mode == MODE_QUEUE_LIST || o.mode == MODE_QUEUE_RUN) {
-		say("the queue is not available in this version: messages are "
-		    "delivered at once or refused (queue = never)");
-		rc = EX_UNAVAILABLE;
+	if (o.mode == MODE_QUEUE_LIST) {
+		rc = list_queue(&conf);
+		goto done;
+	}
+	if (o.mode == MODE_QUEUE_RUN) {
+		rc = run_queue(&conf, &o);
 		goto done;
 	}
 	if (conf.aliases != NULL &&
@@ -1295,10 +981,7 @@ main(int argc, char **argv)
 		rc = EX_USAGE;
 		goto done;
 	}
-	j.conf = &conf;
-	j.o = &o;
-	j.aliases = al;
-	make_qid(j.qid, sizeof(j.qid));
+	job_init(&j, &conf, &o, al);
 	if ((st = setup_job(&j, o.sender, &ei)) == ST_OK &&
 	    (st = add_arg_rcpts(&j, o.rcpts, o.nrcpts, &ei)) == ST_OK)
 		st = submit(&j, STDIN_FILENO, o.extract, !o.dot_ok, &ei);
@@ -1309,6 +992,7 @@ main(int argc, char **argv)
 	}
 	rc = EX_OK;
 done:
+	submit_close_all();
 	job_free(&j);
 	aliases_free(al);
 	conf_free(&conf);

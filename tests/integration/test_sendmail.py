@@ -203,7 +203,7 @@ def test_debian_cron(bear):
                        "after the dot\r\n").encode()
     # One Postfix-like log line per recipient.
     log = b.logtext()
-    assert re.search(r"bearmail\[\d+\]: [0-9A-F]+: to=<admin@example\.org>, "
+    assert re.search(r"bearmail\[\d+\]: [0-9A-HJKMNP-TV-Z]{10}: to=<admin@example\.org>, "
                      r"relay=127\.0\.0\.1\[127\.0\.0\.1\]:%d, delay=[\d.]+, "
                      r"status=sent \(250 2\.0\.0 OK queued\)" % b.sink.port,
                      log), log
@@ -656,12 +656,18 @@ def test_connection_refused_75(bear, free_port):
     assert p.returncode == 75, p.err
 
 
-def test_queue_not_available(bear):
+def test_queue_empty(bear):
     b = bear()
-    for argv, argv0 in ((["-bp"], "sendmail"), ([], "mailq"), (["-q"], "sendmail")):
+    for argv, argv0 in ((["-bp"], "sendmail"), ([], "mailq")):
         p = b.run(argv, argv0=argv0)
-        assert p.returncode == 69, (argv0, argv, p.err)
-        assert "queue" in p.err
+        assert p.returncode == 0, (argv0, argv, p.err)
+        assert p.out == "Mail queue is empty\n", p.out
+    p = b.run(["-q"])
+    assert p.returncode == 0, p.err
+    p = b.run(["-bp"])
+    assert p.out == "Mail queue is empty\n", p.out
+    p = b.run(["-qI0000000000"])
+    assert p.returncode == 64 and "no such message" in p.err, p.err
 
 
 def test_help_and_version(bear):
@@ -824,3 +830,28 @@ def test_real_git_send_email(bear, tmp_path):
     # git send-email copies the patch's author (here the sender) by default.
     assert sorted(m.rcpts) == sorted(["dev@example.org", USER])
     assert b"\r\n+.\r\n" in m.data
+
+
+def test_message_fd_not_inherited(bear, tmp_path, smtp_sink, bm_bin, pki,
+                                  builddir):
+    # The temporary copy of the message must not leak into the programs
+    # bearmail runs (password_command, bearmail-auth): it is close-on-exec.
+    sink = smtp_sink(user=USER, password="pw")
+    b = Bear(tmp_path, sink, bm_bin, pki, builddir)
+    fds = tmp_path / "fds.txt"
+    script = tmp_path / "pw.sh"
+    script.write_text("#!/bin/sh\nls -l /proc/$$/fd/ > %s 2>&1\n"
+                      "echo pw\n" % fds)
+    script.chmod(0o755)
+    conf = b.conf.read_text()
+    conf = re.sub(r"provider = google\n", "provider = password\n"
+                  "password_command = %s\n" % script, conf)
+    conf = re.sub(r"(client_id|client_secret|token_endpoint) = .*\n", "",
+                  conf)
+    b.conf.write_text(conf)
+    p = b.run(["-i", "bob@example.org"], b"Subject: x\n\nx\n")
+    assert p.returncode == 0, p.err
+    listing = fds.read_text()
+    assert " 0 -> " in listing, listing         # the listing worked
+    assert "bearmail." not in listing, listing
+    assert b.only().rcpts == ["bob@example.org"]
