@@ -40,6 +40,13 @@ b64_encode_with(struct buf *out, const unsigned char *in, size_t n,
 	if (need > out->max - out->len)
 		return st_error(ei, ST_LIMIT,
 		    "base64 output exceeds %zu bytes", out->max);
+	/*
+	 * One allocation for the whole output: growing step by step would
+	 * leave a trail of partial copies (of a token, in a SASL response)
+	 * in freed blocks, and costs time besides.
+	 */
+	if (need > 0 && (st = buf_reserve(out, need, ei)) != ST_OK)
+		return st;
 	for (i = 0; i + 3 <= n; i += 3) {
 		v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8 |
 		    in[i + 2];
@@ -118,10 +125,16 @@ b64_decode_with(struct buf *out, const char *in, size_t n, enum b64_ws ws,
 {
 	unsigned char o[3];
 	unsigned v = 0;
-	size_t i, oldlen = out->len, nq = 0, npad = 0;
+	size_t i, oldlen = out->len, nq = 0, npad = 0, want;
 	int d;
 	enum status st = ST_OK;
 
+	/* Room for the most it can decode to, at once (see the encoder). */
+	want = n / 4 * 3 + 3;
+	if (want > out->max - out->len)
+		want = out->max - out->len;
+	if (n > 0 && (st = buf_reserve(out, want, ei)) != ST_OK)
+		return st;
 	for (i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)in[i];
 

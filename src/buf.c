@@ -1,5 +1,10 @@
 /*
  * buf.c: bounded growable buffers.
+ *
+ * A secret buffer grows by malloc + copy + wipe + free instead of
+ * realloc(): realloc() may move the data and free the old block with
+ * the secret still in it, where the next allocation (or a core file)
+ * finds it.
  */
 #include "config.h"
 
@@ -19,10 +24,24 @@ buf_init(struct buf *b, size_t max)
 	b->cap = 0;
 	/* Halving SIZE_MAX keeps len + n + 1 from ever overflowing. */
 	b->max = max > SIZE_MAX / 2 ? SIZE_MAX / 2 : max;
+	b->secret = false;
+}
+
+void
+buf_init_secret(struct buf *b, size_t max)
+{
+	buf_init(b, max);
+	b->secret = true;
+}
+
+void
+buf_set_secret(struct buf *b)
+{
+	b->secret = true;
 }
 
 /* Make room for n more bytes plus the NUL. */
-static enum status
+enum status
 buf_reserve(struct buf *b, size_t n, struct errinfo *ei)
 {
 	size_t need, cap;
@@ -39,7 +58,15 @@ buf_reserve(struct buf *b, size_t n, struct errinfo *ei)
 		cap = cap > (size_t)-1 / 2 ? need : cap * 2;
 	if (cap > b->max + 1)
 		cap = b->max + 1;
-	if ((p = realloc(b->data, cap)) == NULL)
+	if (b->secret) {
+		if ((p = malloc(cap)) == NULL)
+			return st_errno(ei, ST_SYS, "out of memory");
+		if (b->data != NULL) {
+			memcpy(p, b->data, b->len + 1);
+			st_wipe(b->data, b->cap);
+			free(b->data);
+		}
+	} else if ((p = realloc(b->data, cap)) == NULL)
 		return st_errno(ei, ST_SYS, "out of memory");
 	b->data = p;
 	b->cap = cap;
@@ -96,12 +123,17 @@ buf_consume(struct buf *b, size_t n)
 	}
 	memmove(b->data, b->data + n, b->len - n);
 	b->len -= n;
+	/* The moved tail leaves a copy of its last n bytes behind. */
+	if (b->secret)
+		st_wipe(b->data + b->len, n);
 	b->data[b->len] = '\0';
 }
 
 void
 buf_reset(struct buf *b)
 {
+	if (b->secret && b->data != NULL)
+		st_wipe(b->data, b->len);
 	b->len = 0;
 	if (b->data != NULL)
 		b->data[0] = '\0';
@@ -110,6 +142,8 @@ buf_reset(struct buf *b)
 void
 buf_free(struct buf *b)
 {
+	if (b->secret)
+		st_wipe(b->data, b->cap);
 	free(b->data);
 	b->data = NULL;
 	b->len = b->cap = 0;

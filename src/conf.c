@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/auxv.h>
 #include <unistd.h>
 
 #include <ini.h>
@@ -191,12 +192,34 @@ struct loader {
 
 static const char *test_system_path;
 static long test_uid = -1;
+static int test_secure = -1;
 
 void
 conf_set_test_overrides(const char *system_path, long uid)
 {
 	test_system_path = system_path;
 	test_uid = uid;
+}
+
+void
+conf_set_test_secure(int secure)
+{
+	test_secure = secure;
+}
+
+/*
+ * A set-ID process (AT_SECURE: the kernel says its invoker may not be
+ * trusted) takes no path from the environment and reads no personal
+ * file: HOME, XDG_* and BEARMAIL_CONFIG belong to whoever started it.
+ * A program that drops its privilege and wants to honour them passes
+ * the path itself (explicit_path).
+ */
+static bool
+conf_secure(void)
+{
+	if (test_secure >= 0)
+		return test_secure != 0;
+	return getauxval(AT_SECURE) != 0;
 }
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -1055,7 +1078,7 @@ eff_get(const struct loader *ld, const struct section *s, int k)
 static const char *
 home_dir(void)
 {
-	const char *h = getenv("HOME");
+	const char *h = conf_secure() ? NULL : getenv("HOME");
 	struct passwd *pw;
 
 	if (h != NULL && h[0] == '/')
@@ -1589,7 +1612,7 @@ resolve_globals(struct loader *ld, struct conf *c)
 	}
 	if (c->queue_dir != NULL && c->state_dir != NULL)
 		return true;
-	xs = getenv("XDG_STATE_HOME");
+	xs = conf_secure() ? NULL : getenv("XDG_STATE_HOME");
 	if (xs != NULL && xs[0] == '/')
 		base = str3(xs, "/bearmail", NULL, ld->ei);
 	else if ((home = home_dir()) != NULL)
@@ -1615,23 +1638,31 @@ resolve_globals(struct loader *ld, struct conf *c)
 }
 
 enum status
-conf_load(struct conf *conf, const char *explicit_path, struct errinfo *ei)
+conf_load(struct conf *conf, const char *explicit_path, struct errinfo *out_ei)
 {
+	struct errinfo local, *ei = &local;
 	struct loader ld;
 	struct conf c;
 	const char *env, *syspath;
 	char *personal = NULL;
-	bool read, personal_read = false, oom;
+	bool read, personal_read = false, oom = false, secure;
 	long uid;
 	size_t i;
 	enum status st = ST_OK;
 
+	/*
+	 * The loader reads the status of a failure back from its errinfo
+	 * (ei->st): work on one of our own, clear at the start, so an
+	 * earlier failure in the caller's can never stand in for ours.
+	 */
+	st_clear(&local);
 	memset(&ld, 0, sizeof(ld));
 	memset(&c, 0, sizeof(c));
 	ld.ei = ei;
 	memset(conf, 0, sizeof(*conf));
 
-	if (explicit_path == NULL &&
+	secure = conf_secure();
+	if (explicit_path == NULL && !secure &&
 	    (env = getenv("BEARMAIL_CONFIG")) != NULL && env[0] != '\0')
 		explicit_path = env;
 	if (explicit_path != NULL) {
@@ -1646,8 +1677,8 @@ conf_load(struct conf *conf, const char *explicit_path, struct errinfo *ei)
 		    SYSCONFDIR "/bearmail.conf";
 		if ((st = ld_file(&ld, syspath, false, &read)) != ST_OK)
 			goto out;
-		personal = personal_path(ei, &oom);
-		if (oom) {
+		personal = secure ? NULL : personal_path(ei, &oom);
+		if (!secure && oom) {
 			st = ei->st != ST_OK ? ei->st : ST_SYS;
 			goto out;
 		}
@@ -1694,6 +1725,7 @@ out:
 	ld_free(&ld);
 	if (st != ST_OK) {
 		conf_free(&c);
+		st_error(out_ei, st, "%s", local.msg);
 		return st;
 	}
 	*conf = c;

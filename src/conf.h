@@ -24,9 +24,14 @@
  * client_secret_file.  Paths in values may start with "~/" (the caller's
  * home directory); they are stored expanded and always absolute.
  *
- * conf_load() trusts the environment (HOME, XDG_*, BEARMAIL_CONFIG): a
- * privileged program must drop its privilege before it honours an
- * explicit or personal file (see conf->system and conf->explicit_path).
+ * conf_load() trusts the environment (HOME, XDG_*, BEARMAIL_CONFIG)
+ * only in a process that is not set-ID: when getauxval(AT_SECURE) is
+ * set it reads the system file alone (or explicit_path, which the
+ * program chose) and takes no path from the environment (the home
+ * directory comes from the password database).  A privileged program
+ * must still drop its privilege before it honours an explicit file (see
+ * conf->system and conf->explicit_path); one that wants to honour
+ * BEARMAIL_CONFIG after dropping passes its value as explicit_path.
  */
 #ifndef BEARMAIL_CONF_H
 #define BEARMAIL_CONF_H
@@ -187,5 +192,11 @@ bool conf_is_loopback(const char *host);
  * one).  Not reachable from the environment.
  */
 void conf_set_test_overrides(const char *system_path, long uid);
+
+/*
+ * For tests only: act as a set-ID process (1) or not (0) whatever
+ * AT_SECURE says; -1 goes back to AT_SECURE.
+ */
+void conf_set_test_secure(int secure);
 
 #endif

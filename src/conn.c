@@ -34,6 +34,7 @@
 #include "conn.h"
 #include "log.h"
 #include "tls.h"
+#include "xio.h"
 
 #define CONN_STAGGER_MS	250	/* RFC 8305 Connection Attempt Delay */
 #define CONN_READ_CHUNK	16384	/* room for one read past a line */
@@ -59,47 +60,10 @@ struct conn {
 	size_t		 wlen;
 };
 
-/* --- time ------------------------------------------------------------- */
-
-static struct timespec
-mono_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts;
-}
-
-static struct timespec
-ts_add_ms(struct timespec t, long ms)
-{
-	t.tv_sec += ms / 1000;
-	t.tv_nsec += (ms % 1000) * 1000000L;
-	if (t.tv_nsec >= 1000000000L) {
-		t.tv_sec++;
-		t.tv_nsec -= 1000000000L;
-	}
-	return t;
-}
-
-/* Milliseconds from now until t, rounded up, 0 if past. */
-static int
-ms_until(struct timespec t)
-{
-	struct timespec now = mono_now();
-	long long ms;
-
-	ms = (long long)(t.tv_sec - now.tv_sec) * 1000 +
-	    (t.tv_nsec - now.tv_nsec + 999999) / 1000000;
-	if (ms <= 0)
-		return 0;
-	return ms > 86400000 ? 86400000 : (int)ms;
-}
-
 static void
 deadline_start(struct conn *c)
 {
-	c->io.deadline = ts_add_ms(mono_now(), (long)c->timeout * 1000);
+	c->io.deadline = xio_deadline_ms((long)c->timeout * 1000);
 }
 
 /*
@@ -115,7 +79,7 @@ conn_wait(struct conn *c, short events, const char *what,
 	int ms, n;
 
 	for (;;) {
-		ms = ms_until(c->io.deadline);
+		ms = xio_ms_left(&c->io.deadline);
 		if (ms == 0)
 			break;
 		pfd.fd = c->fd;
@@ -211,13 +175,15 @@ attempt_start(struct attempt *at, struct addrinfo *ai,
 }
 
 /*
- * The race.  Returns the winning socket, or -1 with ei filled.  pending
- * has room for one attempt per address.
+ * The race.  *fdp gets the winning socket; on failure it is -1 and the
+ * status says why (the status of this failure, whatever ei held before).
+ * pending has room for one attempt per address.
  */
-static int
+static enum status
 conn_race(struct conn *c, struct addrinfo **addrs, size_t naddr,
-    const struct addrinfo *bind_ai, struct errinfo *ei)
+    const struct addrinfo *bind_ai, int *fdp, struct errinfo *ei)
 {
+	enum status st = ST_OK;
 	struct attempt *pending = NULL;
 	struct pollfd *pfd = NULL;
 	struct timespec next_at;
@@ -229,14 +195,14 @@ conn_race(struct conn *c, struct addrinfo **addrs, size_t naddr,
 	pending = calloc(naddr, sizeof(*pending));
 	pfd = calloc(naddr, sizeof(*pfd));
 	if (pending == NULL || pfd == NULL) {
-		st_errno(ei, ST_SYS, "out of memory");
+		st = st_errno(ei, ST_SYS, "out of memory");
 		goto done;
 	}
 	deadline_start(c);
-	next_at = mono_now();
+	next_at = xio_now();
 	for (;;) {
 		/* Start every attempt that is due. */
-		while (next < naddr && ms_until(next_at) == 0) {
+		while (next < naddr && xio_expired(&next_at)) {
 			struct attempt *at = &pending[npend];
 
 			addr_text(addrs[next]->ai_addr, addr, sizeof(addr));
@@ -249,20 +215,20 @@ conn_race(struct conn *c, struct addrinfo **addrs, size_t naddr,
 			}
 			if (r == 0) {
 				npend++;
-				next_at = ts_add_ms(mono_now(), CONN_STAGGER_MS);
+				next_at = xio_deadline_ms(CONN_STAGGER_MS);
 			}
 		}
 		if (npend == 0 && next >= naddr)
 			break;
-		ms = ms_until(c->io.deadline);
+		ms = xio_ms_left(&c->io.deadline);
 		if (ms == 0) {
-			st_error(ei, ST_TIMEOUT,
+			st = st_error(ei, ST_TIMEOUT,
 			    "connection to %s port %s timed out after %d s",
 			    c->host, c->port, c->timeout);
 			goto done;
 		}
-		if (next < naddr && ms_until(next_at) < ms)
-			ms = ms_until(next_at);
+		if (next < naddr && xio_ms_left(&next_at) < ms)
+			ms = xio_ms_left(&next_at);
 		for (i = 0; i < npend; i++) {
 			pfd[i].fd = pending[i].fd;
 			pfd[i].events = POLLOUT;
@@ -270,7 +236,7 @@ conn_race(struct conn *c, struct addrinfo **addrs, size_t naddr,
 		}
 		r = poll(pfd, npend, ms);
 		if (r < 0 && errno != EINTR) {
-			st_errno(ei, ST_SYS, "poll");
+			st = st_errno(ei, ST_SYS, "poll");
 			goto done;
 		}
 		for (i = 0, j = 0; r > 0 && i < npend; i++) {
@@ -297,14 +263,14 @@ conn_race(struct conn *c, struct addrinfo **addrs, size_t naddr,
 			err = soerr;
 			addr_text(pending[i].ai->ai_addr, addr, sizeof(addr));
 			close(pending[i].fd);
-			next_at = mono_now();
+			next_at = xio_now();
 		}
 		if (r > 0)
 			npend = j;
 	}
 	errno = err;
-	st_errno(ei, ST_NET, "cannot connect to %s port %s (%s)", c->host,
-	    c->port, addr);
+	st = st_errno(ei, ST_NET, "cannot connect to %s port %s (%s)",
+	    c->host, c->port, addr);
  done:
 	if (pending != NULL)
 		for (i = 0; i < npend; i++)
@@ -312,7 +278,8 @@ conn_race(struct conn *c, struct addrinfo **addrs, size_t naddr,
 				close(pending[i].fd);
 	free(pending);
 	free(pfd);
-	return fd;
+	*fdp = fd;
+	return st;
 }
 
 enum status
@@ -376,12 +343,8 @@ conn_open(struct conn **out, const struct conn_opts *o, struct errinfo *ei)
 		goto fail;
 	}
 	n = addr_interleave(res, addrs, naddr);
-	if ((c->fd = conn_race(c, addrs, n, bres, ei)) == -1) {
-		st = ei != NULL ? ei->st : ST_NET;
-		if (st == ST_OK)
-			st = ST_NET;
+	if ((st = conn_race(c, addrs, n, bres, &c->fd, ei)) != ST_OK)
 		goto fail;
-	}
 	c->io.fd = c->fd;
 	/* We coalesce writes ourselves; Nagle would only add delay. */
 	(void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -478,9 +441,15 @@ conn_cmd(struct conn *c, bool secret, struct errinfo *ei, const char *fmt, ...)
 	if (n < 0)
 		return st_errno(ei, ST_SYS, "formatting a command");
 	len = (size_t)n;
+	/*
+	 * Not ST_LIMIT (EX_DATAERR, "the message is bad"): what makes a
+	 * command this long is a credential (an AUTH line: a token may be
+	 * replaced) or configuration (a folder name), never the message.
+	 */
 	if (len + 2 > CONN_WBUF_FLUSH)
-		return st_error(ei, ST_LIMIT, "command line of %zu bytes is "
-		    "too long", len);
+		return st_error(ei, secret ? ST_AUTH : ST_CONFIG, "%s of %zu "
+		    "bytes is too long to send as one command line",
+		    secret ? "a credential line" : "a command line", len);
 	if (CONN_WBUF_FLUSH - c->wlen < len + 2 &&
 	    (st = conn_flush(c, ei)) != ST_OK)
 		return st;
@@ -518,7 +487,8 @@ conn_fill(struct conn *c, struct errinfo *ei)
 	}
 	room = c->rcap - c->rlen;
 	if (room == 0)
-		return st_error(ei, ST_LIMIT, "read buffer full");
+		return st_error(ei, ST_PROTO, "%s sent too long a line",
+		    c->host);
 	if (c->tls != NULL) {
 		if ((st = tls_read(c->tls, c->rbuf + c->rlen, room, &got,
 		    ei)) != ST_OK)
@@ -697,7 +667,7 @@ conn_close(struct conn *c)
 	if (c == NULL)
 		return;
 	if (c->tls != NULL) {
-		c->io.deadline = ts_add_ms(mono_now(), CONN_CLOSE_MS);
+		c->io.deadline = xio_deadline_ms(CONN_CLOSE_MS);
 		tls_close(c->tls);
 	}
 	if (c->fd != -1)

@@ -110,7 +110,9 @@ enum status conn_write(struct conn *c, const void *p, size_t n,
  * Queue one protocol line: the text, then CRLF.  It goes into the -v
  * transcript, redacted wholly when secret is set (AUTH payloads, tokens).
  * ST_DATAERR if the text holds CR or LF (it would smuggle in a second
- * command); ST_LIMIT if it is longer than CONN_WBUF_FLUSH - 2.
+ * command).  A line longer than CONN_WBUF_FLUSH - 2 is ST_AUTH when it is
+ * secret (a credential too long to send) and ST_CONFIG otherwise: never
+ * ST_LIMIT, which would blame the message.
  */
 enum status conn_cmd(struct conn *c, bool secret, struct errinfo *ei,
     const char *fmt, ...) __attribute__((format(printf, 4, 5)));

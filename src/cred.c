@@ -2,9 +2,11 @@
  * cred.c: access tokens from the store or from bearmail-auth, passwords
  * from password_command.
  *
- * Children are run with posix_spawn(3), their output read through pipes
- * with poll(2) against a deadline; on the deadline the child is killed
- * with SIGKILL.  No signal handlers, no alarm.
+ * Children are run with posix_spawn(3) in a process group of their own,
+ * their output read through pipes with poll(2) against a deadline; on
+ * the deadline the whole group is killed with SIGKILL, so a shell's
+ * children (password_command = "helper | head -1") die with it instead of
+ * holding the pipe open.  No signal handlers, no alarm.
  */
 #include "config.h"
 
@@ -25,6 +27,7 @@
 #include "buf.h"
 #include "cred.h"
 #include "token.h"
+#include "xio.h"
 
 extern char **environ;
 
@@ -34,7 +37,7 @@ enum status
 cred_exit_status(int wstatus)
 {
 	if (!WIFEXITED(wstatus))
-		return ST_SYS;
+		return ST_TEMPFAIL;
 	switch (WEXITSTATUS(wstatus)) {
 	case 0:
 		return ST_OK;
@@ -48,8 +51,15 @@ cred_exit_status(int wstatus)
 		return ST_PROTO;
 	case EX_CANTCREAT:
 		return ST_CANTCREAT;
-	default:
+	case EX_OSERR:
 		return ST_SYS;
+	default:
+		/*
+		 * A crash, a kill or an exit code we do not know: nothing
+		 * says the message is at fault or that trying again is
+		 * useless, so keep it (queue) and try later.
+		 */
+		return ST_TEMPFAIL;
 	}
 }
 
@@ -60,16 +70,6 @@ cred_free(char *secret)
 		return;
 	st_wipe(secret, strlen(secret));
 	free(secret);
-}
-
-static long
-cred_ms_left(const struct timespec *end)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (long)(end->tv_sec - now.tv_sec) * 1000 +
-	    (end->tv_nsec - now.tv_nsec) / 1000000;
 }
 
 /* Read what fd has into b; false at EOF or error.  Past b's max: drop. */
@@ -94,21 +94,23 @@ cred_drain(int fd, struct buf *b, bool *over)
  * Run argv (a path, no PATH search) with standard input from /dev/null,
  * standard output into out and, when err is not NULL, standard error
  * into err (else inherited).  *wstatus is the child's wait status.
- * ST_TIMEOUT (child killed) past timeout seconds.
+ * ST_TIMEOUT past timeout seconds, the child's process group killed.
+ * ST_PROTO when the child printed more than out's maximum: the child
+ * broke its side of the bargain, the message is not at fault.
  */
 static enum status
 cred_run(char *const argv[], int timeout, struct buf *out, struct buf *err,
     int *wstatus, struct errinfo *ei)
 {
 	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
 	struct pollfd pfd[2];
 	struct timespec end;
 	int outp[2] = { -1, -1 }, errp[2] = { -1, -1 };
-	bool over = false, fa_init = false;
+	bool over = false, fa_init = false, attr_init = false;
 	enum status st = ST_OK;
 	pid_t pid = -1;
-	long left;
-	int rc, nfd, i;
+	int rc, nfd, i, left;
 
 	if (pipe2(outp, O_CLOEXEC) == -1 ||
 	    (err != NULL && pipe2(errp, O_CLOEXEC) == -1)) {
@@ -125,7 +127,20 @@ cred_run(char *const argv[], int timeout, struct buf *out, struct buf *err,
 	posix_spawn_file_actions_adddup2(&fa, outp[1], 1);
 	if (err != NULL)
 		posix_spawn_file_actions_adddup2(&fa, errp[1], 2);
-	if ((rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ)) != 0) {
+	/* A group of its own: one kill(-pid) reaches all it started. */
+	if ((rc = posix_spawnattr_init(&attr)) != 0) {
+		errno = rc;
+		st = st_errno(ei, ST_SYS, "spawn");
+		goto done;
+	}
+	attr_init = true;
+	if ((rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP)) != 0 ||
+	    (rc = posix_spawnattr_setpgroup(&attr, 0)) != 0) {
+		errno = rc;
+		st = st_errno(ei, ST_SYS, "spawn");
+		goto done;
+	}
+	if ((rc = posix_spawn(&pid, argv[0], &fa, &attr, argv, environ)) != 0) {
 		pid = -1;
 		errno = rc;
 		st = st_errno(ei, ST_SYS, "cannot run %s", argv[0]);
@@ -137,8 +152,7 @@ cred_run(char *const argv[], int timeout, struct buf *out, struct buf *err,
 		close(errp[1]);
 		errp[1] = -1;
 	}
-	clock_gettime(CLOCK_MONOTONIC, &end);
-	end.tv_sec += timeout;
+	end = xio_deadline_ms((long)timeout * 1000);
 	pfd[0].fd = outp[0];
 	pfd[1].fd = errp[0];
 	pfd[0].events = pfd[1].events = POLLIN;
@@ -149,13 +163,13 @@ cred_run(char *const argv[], int timeout, struct buf *out, struct buf *err,
 				nfd++;
 		if (nfd == 0)
 			break;
-		if ((left = cred_ms_left(&end)) <= 0) {
+		if ((left = xio_ms_left(&end)) == 0) {
 			st = st_error(ei, ST_TIMEOUT, "%s gave no answer within "
 			    "%d seconds", argv[0], timeout);
 			goto done;
 		}
 		/* poll() skips negative descriptors. */
-		if (poll(pfd, 2, (int)left) == -1 && errno != EINTR) {
+		if (poll(pfd, 2, left) == -1 && errno != EINTR) {
 			st = st_errno(ei, ST_SYS, "poll");
 			goto done;
 		}
@@ -174,7 +188,7 @@ cred_run(char *const argv[], int timeout, struct buf *out, struct buf *err,
 	}
 	/* Output is closed; the child should be gone or going. */
 	while ((rc = waitpid(pid, wstatus, WNOHANG)) == 0) {
-		if (cred_ms_left(&end) <= 0) {
+		if (xio_expired(&end)) {
 			st = st_error(ei, ST_TIMEOUT, "%s did not exit within "
 			    "%d seconds", argv[0], timeout);
 			goto done;
@@ -188,14 +202,17 @@ cred_run(char *const argv[], int timeout, struct buf *out, struct buf *err,
 	}
 	pid = -1;
 	if (over)
-		st = st_error(ei, ST_LIMIT, "%s printed more than %zu bytes",
+		st = st_error(ei, ST_PROTO, "%s printed more than %zu bytes",
 		    argv[0], out->max);
 done:
 	if (pid != -1) {
-		kill(pid, SIGKILL);
+		/* The child may be gone while its children hold the pipe. */
+		kill(-pid, SIGKILL);
 		while (waitpid(pid, wstatus, 0) == -1 && errno == EINTR)
 			;
 	}
+	if (attr_init)
+		posix_spawnattr_destroy(&attr);
 	if (fa_init)
 		posix_spawn_file_actions_destroy(&fa);
 	for (i = 0; i < 2; i++) {
@@ -237,7 +254,7 @@ cred_password(const struct account *acct, char **secret,
 		return st_error(ei, ST_CONFIG, "account %s: provider password "
 		    "needs password_command", acct->name);
 	argv[2] = acct->password_command;
-	buf_init(&out, CRED_SECRET_MAX);
+	buf_init_secret(&out, CRED_SECRET_MAX);
 	st = cred_run(argv, acct->timeout > 0 ? acct->timeout : 60, &out, NULL,
 	    &ws, ei);
 	if (st == ST_OK && (!WIFEXITED(ws) || WEXITSTATUS(ws) != 0))
@@ -320,7 +337,7 @@ cred_oauth(const struct conf *conf, const struct account *acct,
 	argv[n] = NULL;
 	/* bearmail-auth may wait for the lock, then make one request. */
 	timeout = (acct->timeout > 0 ? acct->timeout : 60) * 2 + 10;
-	buf_init(&out, CRED_SECRET_MAX);
+	buf_init_secret(&out, CRED_SECRET_MAX);
 	buf_init(&err, CRED_ERR_MAX);
 	if ((st = cred_run(argv, timeout, &out, &err, &ws, ei)) != ST_OK) {
 		st_context(ei, "account %s", acct->name);

@@ -35,10 +35,12 @@
  * path) when the process is not set-user-ID or set-group-ID.  It gets -C with
  * conf->explicit_path when there is one.  Its exit code maps back to a
  * status (75 ST_TEMPFAIL, 77 ST_AUTH, 78 ST_CONFIG, 76 ST_PROTO, 73
- * ST_CANTCREAT, anything else ST_SYS) and its one-line message becomes
- * the error text, so "try later" and "log in again" survive the trip.
- * Both children are bounded by a deadline derived from acct->timeout
- * (ST_TIMEOUT, and the child is killed).
+ * ST_CANTCREAT, 71 ST_SYS; a signal or any other code ST_TEMPFAIL) and
+ * its one-line message becomes the error text, so "try later" and "log
+ * in again" survive the trip.  Both children run in a process group of
+ * their own and are bounded by a deadline derived from acct->timeout
+ * (ST_TIMEOUT, and the whole group is killed).  A child that prints more
+ * than CRED_SECRET_MAX bytes is ST_PROTO.
  */
 enum status cred_get(const struct conf *conf, const struct account *acct,
     bool rejected, char **secret, struct errinfo *ei);
@@ -48,7 +50,8 @@ void cred_free(char *secret);
 
 /*
  * The status for a child's wait(2) status: 0 ST_OK, the sysexits codes
- * as above, a signal or anything else ST_SYS.
+ * as above, a signal or anything else ST_TEMPFAIL (a crashed helper is
+ * no reason to refuse the message: it is queued and tried again).
  */
 enum status cred_exit_status(int wstatus);
 

@@ -25,14 +25,13 @@
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
-#ifdef HAVE_GETRANDOM
-#include <sys/random.h>
-#endif
 
 #include "base64.h"
 #include "buf.h"
 #include "msg.h"
 #include "rfc5322.h"
+#include "tls.h"
+#include "xio.h"
 
 #define RD_SIZE		(64 * 1024)
 #define WR_SIZE		(64 * 1024)
@@ -45,6 +44,7 @@ struct rd {
 	char buf[RD_SIZE];
 	size_t off, len;
 	bool eof;
+	bool cr_space;	/* header section: a bare CR is a space */
 };
 
 /* Output: buffered, counted, bounded. */
@@ -86,33 +86,89 @@ struct mstate {
 /* ---- input ----------------------------------------------------------- */
 
 /*
- * Next piece of the current line: *eol says whether it ends the line
- * (LF or CRLF stripped); *end says the input is exhausted (no piece).
- * A partial piece never ends with a CR, so a CRLF split between two
- * reads is still recognised.
+ * Next piece of the current line: *eol says whether it ends the line,
+ * *end says the input is exhausted (no piece).  The line ends are LF,
+ * and any run of CRs before it ("\r\n", "\r\r\n" as some broken
+ * generators write): the whole run goes.  A CR that no LF follows (a
+ * bare CR) is something RFC 5322 forbids and SMTP cannot carry:
+ *   - in the header section (r->cr_space) it becomes a space, in place,
+ *     so the field is still parsed (a Bcc stays a Bcc, and is removed)
+ *     and no CR reaches the wire in the middle of a header;
+ *   - in the body it ends the line, as SMTP's dot-stuffer would end it
+ *     anyway (smtp_dot_stuff() turns a bare CR into CRLF): doing it here
+ *     keeps the size we declare and the 998-octet accounting true.
+ *     *bare says so.
+ * A piece never holds a CR, and a partial piece never stops inside a
+ * run of CRs, so a line end split between two reads is still seen.
  */
 static enum status
-rd_piece(struct rd *r, const char **p, size_t *n, bool *eol, bool *end,
-    struct errinfo *ei)
+rd_piece(struct rd *r, const char **p, size_t *n, bool *eol, bool *bare,
+    bool *end, struct errinfo *ei)
 {
-	char *lf;
+	char *s, *lf, *cr;
 	ssize_t got;
-	size_t avail;
+	size_t avail, lim, from, i, j = 0;
 
-	*end = false;
+	*end = *bare = false;
 	for (;;) {
 		avail = r->len - r->off;
-		lf = avail > 0 ? memchr(r->buf + r->off, '\n', avail) : NULL;
-		if (lf != NULL) {
-			*p = r->buf + r->off;
-			*n = (size_t)(lf - *p);
-			r->off += *n + 1;
-			if (*n > 0 && (*p)[*n - 1] == '\r')
-				(*n)--;
-			*eol = true;
-			return ST_OK;
+		s = r->buf + r->off;
+		lf = avail > 0 ? memchr(s, '\n', avail) : NULL;
+		lim = lf != NULL ? (size_t)(lf - s) : avail;
+		for (from = 0; (cr = memchr(s + from, '\r', lim - from)) != NULL;
+		    from = j) {
+			i = (size_t)(cr - s);
+			for (j = i; j < avail && s[j] == '\r'; j++)
+				;
+			if (!r->cr_space || j == avail || s[j] == '\n')
+				break;
+			memset(s + i, ' ', j - i);
 		}
-		if (r->eof) {
+		*p = s;
+		if (cr != NULL) {
+			i = (size_t)(cr - s);
+			if (j < avail && s[j] == '\n') {
+				*n = i;		/* CR... LF */
+				*eol = true;
+				r->off += j + 1;
+				return ST_OK;
+			}
+			if (j < avail) {
+				*n = i;		/* a bare CR in the body */
+				*eol = *bare = true;
+				r->off += i + 1;
+				return ST_OK;
+			}
+			if (r->eof) {
+				*n = i;		/* CRs that end the input */
+				*eol = true;
+				r->off = r->len;
+				return ST_OK;
+			}
+			if (i > 0) {
+				*n = i;		/* the run waits for more */
+				*eol = false;
+				r->off += i;
+				return ST_OK;
+			}
+			if (avail == sizeof(r->buf)) {
+				/* A buffer full of CRs: the first is bare. */
+				*n = 0;
+				if (r->cr_space) {
+					memset(s, ' ', avail - 1);
+					*n = avail - 1;
+					*eol = false;
+				} else
+					*eol = *bare = true;
+				r->off += *n > 0 ? *n : 1;
+				return ST_OK;
+			}
+		} else if (lf != NULL) {
+			*n = lim;
+			*eol = true;
+			r->off += lim + 1;
+			return ST_OK;
+		} else if (r->eof) {
 			if (avail == 0) {
 				*end = true;
 				*n = 0;
@@ -120,26 +176,21 @@ rd_piece(struct rd *r, const char **p, size_t *n, bool *eol, bool *end,
 				return ST_OK;
 			}
 			/* A last line without its newline. */
-			*p = r->buf + r->off;
 			*n = avail;
 			r->off = r->len;
 			*eol = true;
+			return ST_OK;
+		} else if (avail == sizeof(r->buf)) {
+			/* Full, no line end: all of it goes. */
+			*n = avail;
+			r->off = r->len;
+			*eol = false;
 			return ST_OK;
 		}
 		if (r->off > 0) {
 			memmove(r->buf, r->buf + r->off, avail);
 			r->off = 0;
 			r->len = avail;
-		}
-		if (r->len == sizeof(r->buf)) {
-			/* Full, no newline: all but a trailing CR goes. */
-			*p = r->buf;
-			*n = r->len;
-			if (r->buf[*n - 1] == '\r')
-				(*n)--;
-			r->off = *n;
-			*eol = false;
-			return ST_OK;
 		}
 		got = read(r->fd, r->buf + r->len, sizeof(r->buf) - r->len);
 		if (got < 0) {
@@ -156,28 +207,11 @@ rd_piece(struct rd *r, const char **p, size_t *n, bool *eol, bool *end,
 /* ---- output ---------------------------------------------------------- */
 
 static enum status
-write_all(int fd, const char *p, size_t n, struct errinfo *ei)
-{
-	ssize_t w;
-
-	while (n > 0) {
-		w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return st_errno(ei, ST_SYS, "writing the message");
-		p += w;
-		n -= (size_t)w;
-	}
-	return ST_OK;
-}
-
-static enum status
 wr_flush(struct wr *w, struct errinfo *ei)
 {
 	enum status st;
 
-	st = write_all(w->fd, w->buf, w->len, ei);
+	st = xio_write_all(w->fd, w->buf, w->len, ST_SYS, "the message", ei);
 	w->len = 0;
 	return st;
 }
@@ -196,7 +230,8 @@ wr_put(struct wr *w, const void *p, size_t n, struct errinfo *ei)
 		if ((st = wr_flush(w, ei)) != ST_OK)
 			return st;
 		if (n >= sizeof(w->buf))
-			return write_all(w->fd, p, n, ei);
+			return xio_write_all(w->fd, p, n, ST_SYS, "the message",
+			    ei);
 	}
 	memcpy(w->buf + w->len, p, n);
 	w->len += n;
@@ -216,23 +251,14 @@ has_8bit(const char *p, size_t n)
 	return false;
 }
 
+/* Random bytes for a Message-ID: unique, not secret, so never fatal. */
 static void
 random_bytes(unsigned char *p, size_t n)
 {
 	size_t i;
-	int fd;
 
-#ifdef HAVE_GETRANDOM
-	if (getrandom(p, n, 0) == (ssize_t)n)
+	if (tls_random(p, n, NULL) == ST_OK)
 		return;
-#endif
-	if ((fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC)) >= 0) {
-		ssize_t got = read(fd, p, n);
-		close(fd);
-		if (got == (ssize_t)n)
-			return;
-	}
-	/* Uniqueness, not secrecy, is what a Message-ID needs. */
 	for (i = 0; i < n; i++)
 		p[i] = (unsigned char)((uintmax_t)time(NULL) >> (i % 8) ^
 		    (uintmax_t)getpid() >> (i % 4) ^ i);
@@ -495,7 +521,26 @@ flush_field(struct mstate *m, struct errinfo *ei)
 	st_clear(&tmp);
 	if (rfc5322_field_split(raw, len, &name, &namelen, &m->val, &tmp)
 	    != ST_OK) {
-		/* A stray CR and the like: pass it on untouched. */
+		/*
+		 * Nothing that rd_piece() lets through should get here.
+		 * Should something, a Bcc must still never be sent:
+		 * recognise it by its name alone and drop it, and with -t
+		 * refuse the message rather than lose its recipients.
+		 * Anything else passes on untouched.
+		 */
+		for (namelen = 0; namelen < len && raw[namelen] != ':' &&
+		    raw[namelen] != '\r' && raw[namelen] != '\n'; namelen++)
+			;
+		while (namelen > 0 && (raw[namelen - 1] == ' ' ||
+		    raw[namelen - 1] == '\t'))
+			namelen--;
+		if (rfc5322_name_is(raw, namelen, "bcc") ||
+		    rfc5322_name_is(raw, namelen, "resent-bcc")) {
+			if (m->o->want_rcpts)
+				st = st_error(ei, ST_DATAERR, "%.*s header: %s",
+				    (int)namelen, raw, tmp.msg);
+			goto out;
+		}
 		st = emit_field(m, raw, len, ei);
 		goto out;
 	}
@@ -739,7 +784,8 @@ rewind_to_qp(struct mstate *m, struct errinfo *ei)
 		dir = "/tmp";
 	if ((st = buf_printf(&path, ei, "%s/bearmail-qp.XXXXXX", dir)) != ST_OK)
 		goto out;
-	if ((scratch = mkstemp(path.data)) < 0) {
+	/* O_CLOEXEC: a child we run later must not inherit the body. */
+	if ((scratch = mkostemp(path.data, O_CLOEXEC)) < 0) {
 		st = st_errno(ei, ST_SYS, "scratch file in %s", dir);
 		goto out;
 	}
@@ -756,7 +802,8 @@ rewind_to_qp(struct mstate *m, struct errinfo *ei)
 			st = st_errno(ei, ST_SYS, "reading back the message");
 			goto out;
 		}
-		if ((st = write_all(scratch, chunk, (size_t)got, ei)) != ST_OK)
+		if ((st = xio_write_all(scratch, chunk, (size_t)got, ST_SYS,
+		    "the scratch file", ei)) != ST_OK)
 			goto out;
 	}
 
@@ -940,7 +987,8 @@ msg_rewrite(int in, int out, const struct msg_opts *o, struct msg_info *info,
 	struct mstate *m;
 	const char *p = NULL;
 	size_t n = 0;
-	bool eol = false, end, bol = true, first = true, skip = false, to_body;
+	bool eol = false, end, bare, bol = true, first = true, skip = false;
+	bool to_body;
 	enum status st = ST_OK;
 
 	if (o->from_addr == NULL)
@@ -961,11 +1009,15 @@ msg_rewrite(int in, int out, const struct msg_opts *o, struct msg_info *info,
 	m->qp_ws = -1;
 
 	for (;;) {
-		if ((st = rd_piece(&m->rd, &p, &n, &eol, &end, ei)) != ST_OK)
+		m->rd.cr_space = m->in_hdr;
+		if ((st = rd_piece(&m->rd, &p, &n, &eol, &bare, &end, ei)) !=
+		    ST_OK)
 			goto out;
 		if (end)
 			break;
-		if (bol && eol && n == 1 && p[0] == '.' && o->dot_ends) {
+		/* Only a real line end makes a "." line (not ".\rmore"). */
+		if (bol && eol && !bare && n == 1 && p[0] == '.' &&
+		    o->dot_ends) {
 			info->dot_seen = true;
 			break;
 		}

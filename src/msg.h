@@ -11,6 +11,9 @@
  * writes the message as it will be submitted to another descriptor: CRLF
  * line endings, NOT dot-stuffed (the SMTP client stuffs), no line longer
  * than 998 octets.  On the way it
+ *   - takes any run of CRs before an LF as one line end, turns a bare
+ *     CR (no LF after it) into a space in the header section and into a
+ *     line end in the body, so no bare CR is ever written;
  *   - drops a leading mbox "From " line;
  *   - ends input at a line holding a single "." unless told otherwise (-i);
  *   - removes Bcc and Resent-Bcc, after reading their recipients;

@@ -10,8 +10,8 @@
  */
 #include "config.h"
 
-#include <arpa/inet.h>
 #include <ctype.h>
+#include <malloc.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +31,36 @@
 #define OAUTH_DESC_MAX	120	/* peer's error_description, shortened:
 				   the advice after it must fit in errinfo */
 
+/* ---- memory ---- */
+
+/*
+ * jansson keeps every string of a reply (access and refresh tokens,
+ * client secrets, a service account's private key) in blocks of its own
+ * and frees them with plain free(): give it a free() that wipes the
+ * whole block first.  jansson never reallocs, so malloc + this free
+ * covers all it holds.
+ */
+static void
+oauth_json_free(void *p)
+{
+	if (p == NULL)
+		return;
+	st_wipe(p, malloc_usable_size(p));
+	free(p);
+}
+
+void
+oauth_init(void)
+{
+	static bool done;
+
+	if (done)
+		return;
+	/* Safe at any time: blocks already out were malloc'd too. */
+	json_set_alloc_funcs(malloc, oauth_json_free);
+	done = true;
+}
+
 /* ---- URLs and forms ---- */
 
 /* Is the authority of url ("host", "host:port", "[v6]:port") loopback? */
@@ -38,25 +68,23 @@ static bool
 oauth_loopback(const char *hostport, size_t n)
 {
 	char host[256];
-	struct in_addr a4;
 	size_t i;
 
 	if (n > 0 && hostport[0] == '[') {
+		/* conf_is_loopback() takes "[::1]" with its brackets. */
 		for (i = 1; i < n && hostport[i] != ']'; i++)
 			;
-		return i - 1 == 3 && strncmp(hostport + 1, "::1", 3) == 0;
-	}
-	for (i = 0; i < n && hostport[i] != ':'; i++)
-		;
+		if (i >= n)
+			return false;
+		i++;
+	} else
+		for (i = 0; i < n && hostport[i] != ':'; i++)
+			;
 	if (i == 0 || i >= sizeof(host))
 		return false;
 	memcpy(host, hostport, i);
 	host[i] = '\0';
-	if (strcasecmp(host, "localhost") == 0)
-		return true;
-	if (inet_pton(AF_INET, host, &a4) == 1)
-		return (ntohl(a4.s_addr) >> 24) == 127;
-	return false;
+	return conf_is_loopback(host);
 }
 
 /* The authority part of an http(s) URL: start and length. */
@@ -133,6 +161,8 @@ oauth_form_add(struct buf *b, const char *key, const char *val,
 {
 	enum status st;
 
+	/* Forms carry codes, verifiers, refresh tokens, client secrets. */
+	buf_set_secret(b);
 	if (b->len > 0 && (st = buf_add(b, "&", 1, ei)) != ST_OK)
 		return st;
 	if ((st = oauth_urlencode(b, key, ei)) != ST_OK ||
@@ -195,7 +225,7 @@ oauth_b64url_fixed(const void *p, size_t n, char *out, size_t outlen,
 	enum status st;
 
 	/* The encoder may reserve room for padding it does not write. */
-	buf_init(&b, outlen + 4);
+	buf_init_secret(&b, outlen + 4);
 	if ((st = b64url_encode(&b, p, n, ei)) == ST_OK) {
 		if (b.len != outlen)
 			st = st_error(ei, ST_SYS, "base64url length %zu", b.len);
@@ -585,6 +615,7 @@ oauth_reply_json(const struct account *acct, enum oauth_grant grant,
 	*obj = NULL;
 	if (errcode != NULL)
 		errcode[0] = '\0';
+	oauth_init();
 	o = len > 0 ? json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr) :
 	    NULL;
 	if (o != NULL && !json_is_object(o)) {
@@ -789,9 +820,9 @@ oauth_parse_redirect(const char *s, const char *state, char **code,
 	bool have_state = false, have_code = false, have_err = false;
 
 	*code = NULL;
-	buf_init(&key, 256);
-	buf_init(&val, 8192);
-	buf_init(&got_code, 8192);
+	buf_init_secret(&key, 256);
+	buf_init_secret(&val, 8192);
+	buf_init_secret(&got_code, 8192);
 	buf_init(&got_state, 256);
 	buf_init(&got_err, 256);
 	buf_init(&got_desc, 512);
@@ -881,7 +912,7 @@ oauth_b64url_json(json_t *o, struct buf *out, struct errinfo *ei)
 	if ((s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER)) == NULL)
 		return st_error(ei, ST_SYS, "out of memory");
 	st = b64url_encode(out, s, strlen(s), ei);
-	free(s);
+	oauth_json_free(s);
 	return st;
 }
 
@@ -897,6 +928,8 @@ oauth_jwt(const char *key_json, size_t key_len, const char *scope,
 	size_t siglen = 0, mark;
 	enum status st;
 
+	oauth_init();
+	buf_set_secret(out);	/* a signed assertion is a credential */
 	key = json_loadb(key_json, key_len, 0, &jerr);
 	if (key == NULL || !json_is_object(key) ||
 	    (email = oauth_json_str(key, "client_email")) == NULL ||
@@ -938,7 +971,7 @@ done:
 	free(sig);
 	json_decref(hdr);
 	json_decref(claims);
-	/* The PEM key sits in jansson's strings; this is the best we can do. */
+	/* The PEM key sits in jansson's strings: oauth_json_free() wipes. */
 	json_decref(key);
 	return st;
 }
@@ -1068,6 +1101,8 @@ oauth_post(const struct account *acct, const char *url, const char *body,
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &sink);
 	curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
 	curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+	/* The policy of tls.c for mail servers: nothing older than 1.2. */
+	curl_easy_setopt(c, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
 	if (acct->ca_file != NULL)
 		curl_easy_setopt(c, CURLOPT_CAINFO, acct->ca_file);
 	/* A proxy has no business seeing loopback traffic. */
@@ -1116,7 +1151,7 @@ oauth_exchange(const struct account *acct, enum oauth_grant grant,
 	enum status st;
 	long http;
 
-	buf_init(&resp, OAUTH_REPLY_MAX);
+	buf_init_secret(&resp, OAUTH_REPLY_MAX);
 	if (errcode != NULL)
 		errcode[0] = '\0';
 	memset(tok, 0, sizeof(*tok));
@@ -1137,7 +1172,7 @@ oauth_do_refresh(const struct account *acct, const char *refresh_token,
 	struct buf body;
 	enum status st;
 
-	buf_init(&body, OAUTH_BODY_MAX);
+	buf_init_secret(&body, OAUTH_BODY_MAX);
 	if ((st = oauth_body_refresh(acct, refresh_token, &body, ei)) !=
 	    ST_OK) {
 		buf_wipe(&body);
@@ -1155,7 +1190,7 @@ oauth_do_code(const struct account *acct, const char *code,
 	struct buf body;
 	enum status st;
 
-	buf_init(&body, OAUTH_BODY_MAX);
+	buf_init_secret(&body, OAUTH_BODY_MAX);
 	if ((st = oauth_body_code(acct, code, verifier, redirect_uri, &body,
 	    ei)) != ST_OK) {
 		buf_wipe(&body);
@@ -1176,6 +1211,8 @@ oauth_read_key(const char *path, struct buf *out, struct errinfo *ei)
 
 	if ((f = fopen(path, "re")) == NULL)
 		return st_errno(ei, ST_CONFIG, "service_account_key %s", path);
+	/* No stdio buffer: it would keep a copy of the private key. */
+	setvbuf(f, NULL, _IONBF, 0);
 	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
 		if (buf_add(out, chunk, n, NULL) != ST_OK) {
 			st = st_error(ei, ST_CONFIG, "service_account_key %s: "
@@ -1196,9 +1233,9 @@ oauth_do_service(const struct account *acct, struct token *tok,
 	struct buf key, jwt, body;
 	enum status st;
 
-	buf_init(&key, 64 * 1024);
-	buf_init(&jwt, 16 * 1024);
-	buf_init(&body, OAUTH_BODY_MAX);
+	buf_init_secret(&key, 64 * 1024);
+	buf_init_secret(&jwt, 16 * 1024);
+	buf_init_secret(&body, OAUTH_BODY_MAX);
 	memset(tok, 0, sizeof(*tok));
 	if ((st = oauth_check_url(acct->token_endpoint, "token_endpoint",
 	    ei)) != ST_OK ||
@@ -1238,8 +1275,8 @@ oauth_do_device_start(const struct account *acct, struct oauth_device *dev,
 	long http;
 
 	memset(dev, 0, sizeof(*dev));
-	buf_init(&body, OAUTH_BODY_MAX);
-	buf_init(&resp, OAUTH_REPLY_MAX);
+	buf_init_secret(&body, OAUTH_BODY_MAX);
+	buf_init_secret(&resp, OAUTH_REPLY_MAX);
 	if ((st = oauth_body_device(acct, &body, ei)) == ST_OK &&
 	    (st = oauth_post(acct, acct->device_endpoint, body.data, &http,
 	    &resp, ei)) == ST_OK)
@@ -1258,7 +1295,7 @@ oauth_do_device_poll(const struct account *acct,
 	struct buf body;
 	enum status st;
 
-	buf_init(&body, OAUTH_BODY_MAX);
+	buf_init_secret(&body, OAUTH_BODY_MAX);
 	if ((st = oauth_body_device_poll(acct, dev->device_code, &body, ei)) !=
 	    ST_OK) {
 		buf_wipe(&body);
@@ -1276,8 +1313,8 @@ oauth_do_revoke(const struct account *acct, const char *token, bool refresh,
 	enum status st;
 	long http;
 
-	buf_init(&body, OAUTH_BODY_MAX);
-	buf_init(&resp, OAUTH_REPLY_MAX);
+	buf_init_secret(&body, OAUTH_BODY_MAX);
+	buf_init_secret(&resp, OAUTH_REPLY_MAX);
 	if ((st = oauth_body_revoke(acct, token, refresh, &body, ei)) !=
 	    ST_OK ||
 	    (st = oauth_post(acct, acct->revoke_endpoint, body.data, &http,

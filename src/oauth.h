@@ -48,6 +48,14 @@
 	"a browser, open the printed URL elsewhere and paste the address " \
 	"it ends on, or use the ssh -L tunnel it suggests"
 
+/*
+ * Make jansson wipe every block it frees (tokens and keys live in its
+ * strings).  bearmail-auth calls it first thing; every function here
+ * that parses JSON also calls it, so forgetting costs nothing but the
+ * blocks a caller's own jansson use freed before.  Idempotent.
+ */
+void oauth_init(void);
+
 /* ---- pure functions ---- */
 
 /*

@@ -89,31 +89,42 @@ enum status
 sasl_init(struct sasl *s, enum auth_mech mech, const char *user,
     const char *secret, const char *host, unsigned port, struct errinfo *ei)
 {
+	enum status sst;
 	bool oauth;
 
 	memset(s, 0, sizeof(*s));
 	s->mech = mech;
+	/*
+	 * A credential that cannot be framed is nobody's typing error on
+	 * the command line (ST_USAGE) and not the message's fault: the
+	 * user name, the host and a password come from the configuration
+	 * (ST_CONFIG: fix it); an access token comes from the provider
+	 * (ST_AUTH: a refresh or a new login may give a usable one).
+	 */
 	if (!sasl_mech_valid(mech))
-		return st_error(ei, ST_USAGE, "unknown SASL mechanism %d",
+		return st_error(ei, ST_CONFIG, "unknown SASL mechanism %d",
 		    (int)mech);
 	oauth = sasl_is_oauth(mech);
+	sst = oauth ? ST_AUTH : ST_CONFIG;
 	if (user == NULL || *user == '\0')
-		return st_error(ei, ST_USAGE, "%s: no user name",
+		return st_error(ei, ST_CONFIG, "%s: no user name",
 		    sasl_names[mech]);
 	if (secret == NULL || *secret == '\0')
-		return st_error(ei, ST_USAGE, "%s: no %s", sasl_names[mech],
+		return st_error(ei, sst, "%s: no %s", sasl_names[mech],
 		    oauth ? "access token" : "password");
 	if (!sasl_field_ok(user, oauth))
-		return st_error(ei, ST_USAGE,
-		    "%s: user name holds a control character",
-		    sasl_names[mech]);
+		return st_error(ei, ST_CONFIG, "%s: the user name holds a "
+		    "control character (CR, LF%s) that cannot be sent",
+		    sasl_names[mech], oauth ? " or 0x01" : "");
 	if (!sasl_field_ok(secret, oauth))
-		return st_error(ei, ST_USAGE,
-		    "%s: %s holds a control character", sasl_names[mech],
-		    oauth ? "access token" : "password");
+		return st_error(ei, sst, "%s: the %s holds a control "
+		    "character (CR, LF%s) that cannot be sent%s",
+		    sasl_names[mech], oauth ? "access token" : "password",
+		    oauth ? " or 0x01" : "", oauth ? "" :
+		    ": check password_command's output");
 	if (host != NULL && !sasl_field_ok(host, true))
-		return st_error(ei, ST_USAGE,
-		    "%s: host name holds a control character",
+		return st_error(ei, ST_CONFIG,
+		    "%s: the host name holds a control character",
 		    sasl_names[mech]);
 	if ((s->user = sasl_strdup(user, ei)) == NULL ||
 	    (s->secret = sasl_strdup(secret, ei)) == NULL ||
@@ -201,23 +212,35 @@ sasl_build_initial(const struct sasl *s, struct buf *raw, struct errinfo *ei)
 	case MECH_LOGIN:
 		return ST_OK;
 	}
-	return st_error(ei, ST_USAGE, "unknown SASL mechanism");
+	return st_error(ei, ST_CONFIG, "unknown SASL mechanism");
 }
 
 enum status
 sasl_initial(struct sasl *s, struct buf *out, struct errinfo *ei)
 {
+	struct errinfo tmp;
 	struct buf raw;
 	enum status st;
 
 	if (s->user == NULL || s->secret == NULL)
 		return st_error(ei, ST_USAGE, "SASL session not initialised");
-	buf_init(&raw, SASL_RAW_MAX);
-	if ((st = sasl_build_initial(s, &raw, ei)) != ST_OK)
-		goto done;
-	if (raw.len > 0)
-		st = b64_encode(out, raw.data, raw.len, ei);
-done:
+	buf_set_secret(out);
+	buf_init_secret(&raw, SASL_RAW_MAX);
+	st_clear(&tmp);
+	if ((st = sasl_build_initial(s, &raw, &tmp)) == ST_OK && raw.len > 0)
+		st = b64_encode(out, raw.data, raw.len, &tmp);
+	if (st == ST_LIMIT) {
+		/*
+		 * Too long to send is the credential's doing, not the
+		 * message's (ST_LIMIT would say EX_DATAERR): a password is
+		 * configuration, a token may be replaced by a shorter one.
+		 */
+		st = st_error(ei, sasl_is_oauth(s->mech) ? ST_AUTH : ST_CONFIG,
+		    "%s: the %s (%zu bytes) makes a response too long to send",
+		    sasl_names[s->mech], sasl_is_oauth(s->mech) ?
+		    "access token" : "password", strlen(s->secret));
+	} else if (st != ST_OK)
+		st = st_error(ei, st, "%s", tmp.msg);
 	if (st != ST_OK)
 		st_context(ei, "%s initial response", sasl_names[s->mech]);
 	buf_wipe(&raw);
@@ -358,6 +381,7 @@ sasl_step(struct sasl *s, const char *challenge, size_t len,
 			kind = s->step == 0 ? 1 : 2;
 		s->step++;
 		answer = kind == 1 ? s->user : s->secret;
+		buf_set_secret(out);
 		return b64_encode(out, answer, strlen(answer), ei);
 	case MECH_XOAUTH2:
 	case MECH_OAUTHBEARER:

@@ -97,10 +97,13 @@ struct sasl {
  * Start a session.  user and secret are required (secret is the access
  * token for XOAUTH2/OAUTHBEARER, the password for PLAIN/LOGIN); host and
  * port are sent by OAUTHBEARER only (host NULL and port 0 leave them
- * out).  ST_USAGE if user or secret is NULL, or if a string contains a
- * byte the mechanism cannot carry (a NUL is impossible; 0x01 in any field
- * of the OAuth mechanisms, CR/LF anywhere); ST_SYS on ENOMEM.  On failure
- * s is still safe to sasl_free().
+ * out).  A credential that cannot be framed: user or secret NULL or
+ * empty, or a string holding a byte the mechanism cannot carry (a NUL is
+ * impossible; 0x01 in any field of the OAuth mechanisms, CR/LF anywhere)
+ * is ST_AUTH for an access token (it came from the provider; a refresh
+ * may cure it) and ST_CONFIG for everything else (user, host, password,
+ * an unknown mechanism).  ST_SYS on ENOMEM.  On failure s is still safe
+ * to sasl_free().
  */
 enum status sasl_init(struct sasl *s, enum auth_mech mech, const char *user,
     const char *secret, const char *host, unsigned port, struct errinfo *ei);
@@ -112,7 +115,10 @@ void sasl_free(struct sasl *s);
  * Append the base64 initial response to out: XOAUTH2, OAUTHBEARER and
  * PLAIN have one; LOGIN has none (out unchanged, the caller sends plain
  * "AUTH LOGIN" and answers the prompts with sasl_step()).  out holds a
- * secret: buf_wipe() it.  ST_LIMIT past out's maximum.
+ * secret: it is marked with buf_set_secret(), and the caller wipes it
+ * with buf_wipe().  A response longer than out's maximum (or 64 KB) is
+ * ST_AUTH for a token and ST_CONFIG for a password, not ST_LIMIT: the
+ * message is not at fault.
  */
 enum status sasl_initial(struct sasl *s, struct buf *out, struct errinfo *ei);
 

@@ -46,21 +46,26 @@
 #include <unistd.h>
 
 #include "token.h"
+#include "xio.h"
 
 #define TOKEN_MAGIC	"bearmail-token 1"
 
-static char *
-token_join(const char *a, const char *b, const char *suffix,
+/* *out = "A/BSUFFIX", malloc'd. */
+static enum status
+token_join(char **out, const char *a, const char *b, const char *suffix,
     struct errinfo *ei)
 {
 	struct buf p;
+	enum status st;
 
+	if (strlen(a) + strlen(b) + strlen(suffix) + 2 > PATH_MAX)
+		return st_error(ei, ST_CONFIG, "%.64s...: path too long", a);
 	buf_init(&p, PATH_MAX);
-	if (buf_printf(&p, ei, "%s/%s%s", a, b, suffix) != ST_OK) {
-		buf_free(&p);
-		return NULL;
-	}
-	return buf_steal(&p, ei);
+	if ((st = buf_printf(&p, ei, "%s/%s%s", a, b, suffix)) == ST_OK &&
+	    (*out = buf_steal(&p, ei)) == NULL)
+		st = ST_SYS;	/* buf_steal() recorded why */
+	buf_free(&p);
+	return st;
 }
 
 /* mkdir -p with mode 0700 for what we create. */
@@ -119,13 +124,16 @@ token_store_open(struct token_store *ts, const char *state_dir,
 	if (*account == '\0' || *account == '.' || strchr(account, '/') != NULL)
 		return st_error(ei, ST_CONFIG,
 		    "account name \"%s\" cannot name a token file", account);
-	if ((ts->dir = token_join(state_dir, "tokens", "", ei)) == NULL ||
-	    (ts->path = token_join(ts->dir, account, ".token", ei)) == NULL ||
-	    (ts->lockpath = token_join(ts->dir, account, ".lock", ei)) == NULL ||
-	    (ts->tmppath = token_join(ts->dir, account, ".tmp", ei)) == NULL) {
-		st = ei != NULL ? ei->st : ST_SYS;
+	/* The status of the call that failed, not whatever ei held before. */
+	if ((st = token_join(&ts->dir, state_dir, "tokens", "", ei)) !=
+	    ST_OK ||
+	    (st = token_join(&ts->path, ts->dir, account, ".token", ei)) !=
+	    ST_OK ||
+	    (st = token_join(&ts->lockpath, ts->dir, account, ".lock", ei)) !=
+	    ST_OK ||
+	    (st = token_join(&ts->tmppath, ts->dir, account, ".tmp", ei)) !=
+	    ST_OK)
 		goto fail;
-	}
 	if (create && (st = token_mkdirs(ts->dir, ei)) != ST_OK)
 		goto fail;
 	if (!create && lstat(ts->dir, &sb) == -1 && errno == ENOENT)
@@ -152,7 +160,7 @@ token_store_close(struct token_store *ts)
 enum status
 token_lock(struct token_store *ts, int timeout, struct errinfo *ei)
 {
-	struct timespec now, end;
+	struct timespec end;
 	enum status st;
 	int fd, delay = 2;
 
@@ -166,8 +174,7 @@ token_lock(struct token_store *ts, int timeout, struct errinfo *ei)
 	if (fd == -1)
 		return st_errno(ei, errno == ELOOP ? ST_CONFIG : ST_CANTCREAT,
 		    "%s", ts->lockpath);
-	clock_gettime(CLOCK_MONOTONIC, &end);
-	end.tv_sec += timeout > 0 ? timeout : 1;
+	end = xio_deadline_ms((timeout > 0 ? timeout : 1) * 1000L);
 	/*
 	 * flock(2) cannot wait with a deadline and we use no signals, so
 	 * poll the lock with a short, growing pause.  The holder keeps it
@@ -179,9 +186,7 @@ token_lock(struct token_store *ts, int timeout, struct errinfo *ei)
 			close(fd);
 			return ST_SYS;
 		}
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		if (now.tv_sec > end.tv_sec || (now.tv_sec == end.tv_sec &&
-		    now.tv_nsec >= end.tv_nsec)) {
+		if (xio_expired(&end)) {
 			close(fd);
 			return st_error(ei, ST_TIMEOUT,
 			    "%s is still locked after %d seconds",
@@ -254,6 +259,7 @@ token_format(const struct token *tok, struct buf *out, struct errinfo *ei)
 {
 	enum status st;
 
+	buf_set_secret(out);
 	if ((st = buf_adds(out, TOKEN_MAGIC "\n", ei)) != ST_OK ||
 	    (st = token_put(out, "user", tok->user, false, ei)) != ST_OK ||
 	    (st = token_put(out, "access_token", tok->access_token, false,
@@ -414,7 +420,7 @@ token_load(struct token_store *ts, struct token *tok, bool *found,
 			    "%s is a symbolic link: refused", ts->path);
 		return st_errno(ei, ST_SYS, "open %s", ts->path);
 	}
-	buf_init(&b, TOKEN_FILE_MAX);
+	buf_init_secret(&b, TOKEN_FILE_MAX);
 	if ((st = token_check_file(fd, ts->path, ei)) != ST_OK)
 		goto done;
 	for (;;) {
@@ -467,40 +473,6 @@ token_test_pause(void)
 }
 #endif
 
-static enum status
-token_write_all(int fd, const char *p, size_t n, const char *path,
-    struct errinfo *ei)
-{
-	ssize_t w;
-
-	while (n > 0) {
-		w = write(fd, p, n);
-		if (w == -1 && errno == EINTR)
-			continue;
-		if (w == -1)
-			return st_errno(ei, ST_CANTCREAT, "write %s", path);
-		p += w;
-		n -= (size_t)w;
-	}
-	return ST_OK;
-}
-
-static enum status
-token_sync_dir(const char *dir, struct errinfo *ei)
-{
-	int fd;
-
-	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
-		return st_errno(ei, ST_CANTCREAT, "open %s", dir);
-	if (fsync(fd) == -1) {
-		st_errno(ei, ST_CANTCREAT, "fsync %s", dir);
-		close(fd);
-		return ST_CANTCREAT;
-	}
-	close(fd);
-	return ST_OK;
-}
-
 enum status
 token_save(struct token_store *ts, const struct token *tok,
     struct errinfo *ei)
@@ -511,7 +483,7 @@ token_save(struct token_store *ts, const struct token *tok,
 
 	if (ts->lockfd < 0)
 		return st_error(ei, ST_SYS, "token_save without the lock");
-	buf_init(&b, TOKEN_FILE_MAX);
+	buf_init_secret(&b, TOKEN_FILE_MAX);
 	if ((st = token_format(tok, &b, ei)) != ST_OK)
 		goto done;
 	/* A leftover from a killed writer; we hold the lock, so it is dead. */
@@ -525,8 +497,8 @@ token_save(struct token_store *ts, const struct token *tok,
 		st = st_errno(ei, ST_CANTCREAT, "create %s", ts->tmppath);
 		goto done;
 	}
-	if ((st = token_write_all(fd, b.data, b.len, ts->tmppath, ei)) !=
-	    ST_OK)
+	if ((st = xio_write_all(fd, b.data, b.len, ST_CANTCREAT, ts->tmppath,
+	    ei)) != ST_OK)
 		goto done;
 	if (fsync(fd) == -1) {
 		st = st_errno(ei, ST_CANTCREAT, "fsync %s", ts->tmppath);
@@ -545,7 +517,7 @@ token_save(struct token_store *ts, const struct token *tok,
 		st = st_errno(ei, ST_CANTCREAT, "rename %s", ts->tmppath);
 		goto done;
 	}
-	st = token_sync_dir(ts->dir, ei);
+	st = xio_fsync_dir(ts->dir, ei);
 done:
 	if (fd != -1)
 		close(fd);
@@ -563,7 +535,7 @@ token_remove(struct token_store *ts, struct errinfo *ei)
 	if (unlink(ts->path) == -1 && errno != ENOENT)
 		return st_errno(ei, ST_CANTCREAT, "unlink %s", ts->path);
 	(void)unlink(ts->tmppath);
-	return token_sync_dir(ts->dir, ei);
+	return xio_fsync_dir(ts->dir, ei);
 }
 
 bool

@@ -30,8 +30,13 @@
 #include "buf.h"
 #include "status.h"
 
-/* Refresh an access token when less than this many seconds are left. */
-#define TOKEN_MARGIN		300
+/*
+ * Refresh an access token when less than this many seconds are left.
+ * Ten minutes, for every provider: some Microsoft endpoints refuse a
+ * token with less than that left, and an hour-long token refreshed at 50
+ * instead of 55 minutes costs one request an hour at most.
+ */
+#define TOKEN_MARGIN		600
 
 /* Bounds: a token file, and one value in it (Microsoft JWTs are a few KB). */
 #define TOKEN_FILE_MAX		(64 * 1024)

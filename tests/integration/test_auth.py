@@ -382,6 +382,65 @@ def test_cred_password_command(s, ts):
     assert r.returncode == 78 and "password" in r.stderr
 
 
+def _alive(pid):
+    """True while pid runs (a zombie waiting for its reaper is dead)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
+def _gone(pids):
+    # A SIGKILLed process may linger briefly until its parent reaps it.
+    for _ in range(200):
+        if not any(_alive(p) for p in pids):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("cmd", [
+    # The shell waits while its children hold the pipe.
+    "sleep 100 & echo $! > {d}/p1; sleep 100 & echo $! > {d}/p2; "
+    "echo $$ > {d}/p0; wait",
+    # The shell is gone; a child it left keeps standard output open.
+    "sleep 100 & echo $! > {d}/p1; echo $$ > {d}/p0",
+])
+def test_cred_timeout_kills_the_whole_group(s, ts, tmp_path, cmd):
+    s.write_conf(provider="password", endpoints=False, timeout=1,
+                 extra="password_command = %s\nsmtp_host = 127.0.0.1"
+                       % cmd.format(d=tmp_path))
+    r = s.cred(timeout=60)
+    assert r.returncode == 75, r.stderr
+    assert "TIMEOUT" in r.stderr
+    pids = [int((tmp_path / n).read_text())
+            for n in ("p0", "p1", "p2") if (tmp_path / n).exists()]
+    assert len(pids) >= 2
+    assert _gone(pids), "left running: %s" % [p for p in pids if _alive(p)]
+
+
+def test_cred_too_much_output_is_not_the_message_fault(s, ts):
+    s.write_conf(provider="password", endpoints=False,
+                 extra="password_command = head -c 20000 /dev/zero | "
+                       "tr '\\0' a\nsmtp_host = 127.0.0.1")
+    r = s.cred()
+    # EX_PROTOCOL (retryable), not EX_DATAERR: the message is not at fault.
+    assert r.returncode == 76, r.stderr
+    assert "printed more than" in r.stderr
+
+
+@pytest.mark.parametrize("body", ["exit 3", "kill -9 $$"])
+def test_cred_crashed_bearmail_auth_is_temporary(s, ts, tmp_path, body):
+    fake = tmp_path / "fake-auth"
+    fake.write_text("#!/bin/sh\n%s\n" % body)
+    fake.chmod(0o755)
+    s.write_token("at-old", ts.issue_refresh(), expires_in=-1)
+    s.env["BEARMAIL_AUTH"] = str(fake)
+    r = s.cred()
+    assert r.returncode == 75, r.stderr
+
+
 # ---- login: authorization code + PKCE on a loopback listener ----
 
 def _read_url(proc, ts):

@@ -916,6 +916,69 @@ test_explicit(void)
 	unlink(path_user);
 }
 
+/* A set-ID process: the system file only, no path from the environment. */
+static void
+test_secure(void)
+{
+	struct conf c;
+	struct errinfo ei;
+	char want[600];
+
+	put(path_sys, "[defaults]\naliases = ~/aliases\n"
+	    "[s]\nuser = s@x.org\nclient_id = c\n");
+	put(path_user, "[u]\nuser = u@x.org\nclient_id = c\n");
+	put(path_expl, "[e]\nuser = e@x.org\nclient_id = c\n");
+	snprintf(want, sizeof(want), "%s/state", tmp);
+	setenv("XDG_STATE_HOME", want, 1);
+	setenv("BEARMAIL_CONFIG", path_expl, 1);
+
+	/* The control: not set-ID, the environment is honoured. */
+	conf_set_test_secure(0);
+	st_clear(&ei);
+	is_int(conf_load(&c, NULL, &ei), ST_OK, "not set-ID");
+	ok(c.naccounts == 1 && strcmp(c.accounts[0].name, "e") == 0,
+	    "not set-ID: BEARMAIL_CONFIG read");
+	conf_free(&c);
+
+	conf_set_test_secure(1);
+	st_clear(&ei);
+	is_int(conf_load(&c, NULL, &ei), ST_OK, "set-ID");
+	ok(c.naccounts == 1 && strcmp(c.accounts[0].name, "s") == 0 &&
+	    c.nfiles == 1 && strcmp(c.files[0], path_sys) == 0,
+	    "set-ID: the system file only (no BEARMAIL_CONFIG, no personal)");
+	ok(c.explicit_path == NULL, "set-ID: no explicit path from the "
+	    "environment");
+	ok(c.system, "set-ID: system directories");
+	ok(c.aliases != NULL && strncmp(c.aliases, tmp, strlen(tmp)) != 0,
+	    "set-ID: ~ is not taken from HOME (%s)",
+	    c.aliases != NULL ? c.aliases : "(null)");
+	conf_free(&c);
+
+	/* Not even for the user's own state directory. */
+	unsetenv("BEARMAIL_CONFIG");
+	st_clear(&ei);
+	is_int(conf_load(&c, path_expl, &ei), ST_OK, "set-ID with -C");
+	ok(c.naccounts == 1 && strcmp(c.accounts[0].name, "e") == 0,
+	    "set-ID: the program's own explicit path is used");
+	ok(c.state_dir != NULL && strncmp(c.state_dir, tmp, strlen(tmp)) != 0,
+	    "set-ID: XDG_STATE_HOME and HOME ignored (%s)",
+	    c.state_dir != NULL ? c.state_dir : "(null)");
+	conf_free(&c);
+
+	conf_set_test_secure(-1);
+	unsetenv("XDG_STATE_HOME");
+
+	/* An earlier failure in ei does not stand in for this one. */
+	put(path_expl, "[e]\nuser = e@x.org\nclient_id = c\nfrobnicate = 1\n");
+	st_clear(&ei);
+	st_error(&ei, ST_NET, "an earlier failure");
+	is_int(conf_load(&c, path_expl, &ei), ST_CONFIG,
+	    "unknown key: CONFIG, though ei already held NET");
+	conf_free(&c);
+	unlink(path_sys);
+	unlink(path_user);
+}
+
 static void
 test_select(void)
 {
@@ -1047,6 +1110,7 @@ main(void)
 	test_durations();
 	test_precedence();
 	test_explicit();
+	test_secure();
 	test_select();
 	test_names();
 

@@ -119,6 +119,20 @@ test_lines(void)
 
 	is_int(conn_tls_info(c, NULL, &ei), ST_TLS, "no TLS info on plain");
 
+	/* Too long to send: a credential's or the configuration's fault. */
+	{
+		static char big[CONN_WBUF_FLUSH + 1];
+
+		memset(big, 'A', sizeof(big) - 1);
+		st_clear(&ei);
+		is_int(conn_cmd(c, true, &ei, "AUTH XOAUTH2 %s", big), ST_AUTH,
+		    "an AUTH line over 64 KB: authentication, not the message");
+		ok(strstr(ei.msg, "AAAA") == NULL, "no secret in: %s", ei.msg);
+		st_clear(&ei);
+		is_int(conn_cmd(c, false, &ei, "SELECT %s", big), ST_CONFIG,
+		    "another line over 64 KB: configuration");
+	}
+
 	st_clear(&ei);
 	put(s, "01234567890\r\n", 13);
 	is_int(conn_readline(c, &line, &len, &ei), ST_PROTO,
@@ -139,6 +153,31 @@ test_lines(void)
 	is_int(conn_readline(c, &line, &len, &ei), ST_NET, "EOF is NET");
 	conn_close(c);
 	conn_close(NULL);
+
+	/* A refused connect reports its own status, not an earlier one. */
+	{
+		struct sockaddr_in sin;
+		socklen_t sl = sizeof(sin);
+		struct conn_opts o = { "127.0.0.1", NULL, 2, 0, NULL };
+		char dead[16];
+		int d;
+
+		d = socket(AF_INET, SOCK_STREAM, 0);
+		memset(&sin, 0, sizeof(sin));
+		sin.sin_family = AF_INET;
+		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		bind(d, (struct sockaddr *)&sin, sizeof(sin));
+		getsockname(d, (struct sockaddr *)&sin, &sl);
+		snprintf(dead, sizeof(dead), "%u", ntohs(sin.sin_port));
+		close(d);	/* nobody listens there now */
+		o.port = dead;
+		st_clear(&ei);
+		st_error(&ei, ST_AUTH, "an earlier failure");
+		c = NULL;
+		is_int(conn_open(&c, &o, &ei), ST_NET,
+		    "refused: NET, though ei already held AUTH");
+		ok(c == NULL, "no connection");
+	}
 }
 
 static void

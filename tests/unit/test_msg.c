@@ -1,12 +1,38 @@
 /* Unit tests: the message rewrite (msg.c). */
 #include "config.h"
 
+#include <dlfcn.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "msg.h"
 #include "tap.h"
+
+/*
+ * A watch on mkostemp(): the re-encode's scratch file must be made
+ * close-on-exec, or a child started later (an MDA, bearmail-auth)
+ * would inherit the message body.
+ */
+static int scratch_made, scratch_cloexec;
+
+int
+mkostemp(char *tmpl, int flags)
+{
+	static int (*real)(char *, int);
+	int fd;
+
+	if (real == NULL)
+		*(void **)&real = dlsym(RTLD_NEXT, "mkostemp");
+	if (real == NULL)
+		return -1;
+	fd = real(tmpl, flags);
+	scratch_made++;
+	if (fd >= 0 && (fcntl(fd, F_GETFD) & FD_CLOEXEC))
+		scratch_cloexec++;
+	return fd;
+}
 
 static const char *const locals[] = { "myhost.example.net", "myhost", NULL };
 
@@ -451,9 +477,13 @@ test_long(void)
 	}
 	bufa(&in, " \xc3\xa9 tail \n.\nend\n");
 	bufa(&want, " \xc3\xa9 tail \n.\nend\n");
+	scratch_made = scratch_cloexec = 0;
 	m = run(in.data, in.len, &o, &info, &st, &ei);
 	is_int(st, ST_OK, "long text line: ok");
 	ok(info.qp_encoded, "re-encoded as quoted-printable");
+	ok(scratch_made == 1 && scratch_cloexec == 1,
+	    "the scratch file is close-on-exec (%d of %d)", scratch_cloexec,
+	    scratch_made);
 	ok(m != NULL && lines_ok(m, 998), "no line over 998");
 	ok(m != NULL && lines_ok(body_of(m), 76), "QP lines at most 76");
 	ok(m != NULL && has_line(m, "Content-Transfer-Encoding: quoted-printable")
@@ -607,10 +637,112 @@ test_date(void)
 	buf_free(&b);
 }
 
+/* Whether m holds a CR that is not part of CRLF. */
+static bool
+has_bare_cr(const char *m, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		if (m[i] == '\r' && (i + 1 >= len || m[i + 1] != '\n'))
+			return true;
+	return false;
+}
+
+static void
+test_stray_cr(void)
+{
+	struct msg_opts o = defopts();
+	struct msg_info info;
+	enum status st = ST_SYS;
+	char *m, *big;
+	size_t i, n;
+
+	/* The reviewer's input: every line ends in CR CR LF. */
+	o.want_rcpts = true;
+	m = runs("From: a@b.c\r\r\nTo: x@y.z\r\r\nBcc: secret@hidden.org\r\r\n"
+	    "Subject: hi\r\r\n\r\r\nbody\r\r\n", &o, &info, &st);
+	is_int(st, ST_OK, "CR CR LF message");
+	ok(m != NULL && strstr(m, "Bcc") == NULL &&
+	    strstr(m, "secret") == NULL, "CR CR LF: Bcc removed");
+	is_int(info.rcpts.n, 2, "CR CR LF: -t finds To and Bcc");
+	if (info.rcpts.n == 2) {
+		is_str(info.rcpts.v[0].addr, "x@y.z", "CR CR LF: To");
+		is_str(info.rcpts.v[1].addr, "secret@hidden.org",
+		    "CR CR LF: Bcc");
+	}
+	ok(m != NULL && has_line(m, "Subject: hi") && has_line(m, "To: x@y.z"),
+	    "CR CR LF: fields parsed and kept");
+	is_str(body_of(m), "body\r\n", "CR CR LF: body intact");
+	ok(m != NULL && !has_bare_cr(m, strlen(m)) && lines_ok(m, 998),
+	    "CR CR LF: only CRLF goes out");
+	free(m);
+	msg_info_free(&info);
+
+	/* Bare CRs inside header fields become spaces. */
+	m = runs("To: x@y.z\nBcc: secret@hidden.org,\rother@hidden.org\n"
+	    "Subject: a\rb\nBcc\r: third@hidden.org\n\nbody\n", &o, &info,
+	    &st);
+	is_int(st, ST_OK, "bare CR in header fields");
+	ok(m != NULL && strstr(m, "hidden") == NULL && strstr(m, "Bcc") == NULL,
+	    "bare CR: every Bcc removed");
+	is_int(info.rcpts.n, 4, "bare CR: all recipients found");
+	if (info.rcpts.n == 4) {
+		is_str(info.rcpts.v[2].addr, "other@hidden.org",
+		    "bare CR: the address after the CR");
+		is_str(info.rcpts.v[3].addr, "third@hidden.org",
+		    "bare CR: CR before the colon");
+	}
+	ok(m != NULL && has_line(m, "Subject: a b"), "bare CR: a space");
+	ok(m != NULL && !has_bare_cr(m, strlen(m)), "bare CR: none sent");
+	free(m);
+	msg_info_free(&info);
+	o.want_rcpts = false;
+
+	/* In the body a bare CR ends the line, as SMTP would end it. */
+	m = runs("Subject: s\n\none\rtwo\r\rthree\r\n.\rfour\n", &o, &info,
+	    &st);
+	is_int(st, ST_OK, "bare CR in the body");
+	is_str(body_of(m), "one\r\ntwo\r\n\r\nthree\r\n.\r\nfour\r\n",
+	    "body: a bare CR is a line end");
+	ok(m != NULL && (off_t)strlen(m) == info.size,
+	    "the size counts what is sent");
+	free(m);
+	msg_info_free(&info);
+	o.dot_ends = true;
+	m = runs("Subject: s\n\n.\rx\n.\nafter\n", &o, &info, &st);
+	is_str(body_of(m), ".\r\nx\r\n", "\".\\r\" does not end input, "
+	    "\".\\n\" does");
+	free(m);
+	msg_info_free(&info);
+	o.dot_ends = false;
+
+	/* A CR CR LF that straddles the 64 KB read buffer. */
+	n = 64 * 1024 - 1;
+	big = malloc(n + 64);
+	if (big != NULL) {
+		memcpy(big, "Content-Type: application/octet-stream\n\n", 40);
+		for (i = 40; i < n; i++)
+			big[i] = 'a';
+		memcpy(big + n, "\r\r\nx\r\n", 7);
+		m = run(big, n + 6, &o, &info, &st, &(struct errinfo){ 0 });
+		is_int(st, ST_OK, "long line ending across reads");
+		ok(m != NULL && !has_bare_cr(m, strlen(m)) && lines_ok(m, 998),
+		    "no CR split from its LF");
+		ok(m != NULL && strlen(m) > 6 &&
+		    strcmp(m + strlen(m) - 6, "a\r\nx\r\n") == 0,
+		    "the line ends once, then x");
+		free(m);
+		msg_info_free(&info);
+		free(big);
+	}
+}
+
 int
 main(void)
 {
 	test_basic();
+	test_stray_cr();
 	test_dots();
 	test_headers();
 	test_from();

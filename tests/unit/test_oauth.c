@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,8 +13,48 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "oauth.h"
 #include "tap.h"
+
+/*
+ * A watch on free(): while `watching`, count the blocks handed to free()
+ * that still hold MARK.  jansson frees the strings of a parsed reply
+ * with the free function it was given, so this sees whether tokens are
+ * wiped before their blocks go back to the heap.  Skipped under
+ * AddressSanitizer, whose own free() this would shadow.
+ */
+#define MARK	"MARK-r3fr3sh-t0k3n"
+
+#ifndef __SANITIZE_ADDRESS__
+#include <malloc.h>
+
+static int watching, frees_marked;
+
+void
+free(void *p)
+{
+	static void (*real_free)(void *);
+	static int resolving;
+
+	if (p == NULL)
+		return;
+	if (real_free == NULL) {
+		if (resolving)
+			return;
+		resolving = 1;
+		*(void **)&real_free = dlsym(RTLD_NEXT, "free");
+		resolving = 0;
+		if (real_free == NULL)
+			return;
+	}
+	if (watching && memmem(p, malloc_usable_size(p), MARK,
+	    sizeof(MARK) - 1) != NULL)
+		frees_marked++;
+	real_free(p);
+}
+#endif
 
 static struct account
 google(void)
@@ -34,6 +75,59 @@ google(void)
 	return a;
 }
 
+static struct account google(void);
+
+/* Runs first: nothing has parsed JSON yet. */
+static void
+test_wipe(void)
+{
+	json_malloc_t m;
+	json_free_t f;
+	struct account a = google();
+	struct errinfo ei;
+	struct token t;
+	const char *body = "{\"access_token\":\"at-" MARK "\","
+	    "\"refresh_token\":\"rt-" MARK "\",\"expires_in\":3599,"
+	    "\"token_type\":\"Bearer\"}";
+
+	json_get_alloc_funcs(&m, &f);
+	ok(f == free, "before any parse jansson frees with plain free()");
+#ifndef __SANITIZE_ADDRESS__
+	/* memcheck: searching whole blocks reads bytes never written. */
+	watching = getenv("LD_PRELOAD") == NULL ||
+	    strstr(getenv("LD_PRELOAD"), "vgpreload") == NULL;
+	frees_marked = 0;
+#endif
+	st_clear(&ei);
+	is_int(oauth_parse_token(&a, OAUTH_GRANT_REFRESH, body, strlen(body),
+	    200, 1000, &t, NULL, &ei), ST_OK, "a reply with tokens");
+	token_free(&t);
+#ifndef __SANITIZE_ADDRESS__
+	if (watching)
+		is_int(frees_marked, 0, "no block freed with a token still "
+		    "in it");
+	else
+		ok(1, "# SKIP free() watch under valgrind");
+	watching = 0;
+#endif
+	json_get_alloc_funcs(&m, &f);
+	ok(f != free, "the parser installed a wiping free for jansson");
+	oauth_init();
+	json_get_alloc_funcs(&m, &f);
+	ok(f != free && m != NULL, "oauth_init() is idempotent");
+
+	{
+		struct buf b;
+
+		buf_init(&b, 4096);
+		st_clear(&ei);
+		is_int(oauth_body_refresh(&a, "rt-x", &b, &ei), ST_OK,
+		    "refresh form");
+		ok(b.secret, "a form is a secret buffer (it grows wiping)");
+		buf_wipe(&b);
+	}
+}
+
 static void
 test_urls(void)
 {
@@ -48,6 +142,13 @@ test_urls(void)
 	    "http to 127/8 accepted");
 	is_int(oauth_check_url("http://localhost:99/x", "t", &ei), ST_OK,
 	    "http to localhost accepted");
+	st_clear(&ei);
+	is_int(oauth_check_url("http://[::ffff:127.0.0.1]:99/x", "t", &ei),
+	    ST_OK, "v4-mapped loopback (conf_is_loopback's rules)");
+	st_clear(&ei);
+	is_int(oauth_check_url("http://[::ffff:10.0.0.1]:99/x", "t", &ei),
+	    ST_CONFIG, "v4-mapped non-loopback");
+	st_clear(&ei);
 	is_int(oauth_check_url("http://[::1]:99/x", "t", &ei), ST_OK,
 	    "http to [::1] accepted");
 	is_int(oauth_check_url("http://example.com/token", "t", &ei),
@@ -407,6 +508,7 @@ main(void)
 	unsetenv("HTTP_PROXY");
 	unsetenv("all_proxy");
 	unsetenv("ALL_PROXY");
+	test_wipe();
 	test_urls();
 	test_form();
 	test_pkce();

@@ -246,27 +246,34 @@ test_init(void)
 {
 	struct sasl s;
 
+	/* Never ST_USAGE (exit 64): nobody typed these on a command line. */
 	st_clear(&ei);
-	is_int(sasl_init(&s, MECH_XOAUTH2, NULL, "t", NULL, 0, &ei), ST_USAGE,
-	    "no user");
+	is_int(sasl_init(&s, MECH_XOAUTH2, NULL, "t", NULL, 0, &ei), ST_CONFIG,
+	    "no user: configuration");
 	sasl_free(&s);
 	st_clear(&ei);
-	is_int(sasl_init(&s, MECH_PLAIN, "u", "", NULL, 0, &ei), ST_USAGE,
-	    "empty password");
+	is_int(sasl_init(&s, MECH_PLAIN, "u", "", NULL, 0, &ei), ST_CONFIG,
+	    "empty password: configuration");
 	sasl_free(&s);
 	st_clear(&ei);
 	is_int(sasl_init(&s, MECH_XOAUTH2, "u", "t\x01x", NULL, 0, &ei),
-	    ST_USAGE, "0x01 in a token");
+	    ST_AUTH, "0x01 in a token: authentication (a refresh may help)");
 	ok(strstr(ei.msg, "t\x01x") == NULL && strstr(ei.msg, "token") != NULL,
 	    "error names the field, not the secret: %s", ei.msg);
 	sasl_free(&s);
 	st_clear(&ei);
+	is_int(sasl_init(&s, MECH_PLAIN, "u", "p\nw", NULL, 0, &ei),
+	    ST_CONFIG, "LF in a password: configuration");
+	ok(strstr(ei.msg, "p\nw") == NULL && strstr(ei.msg, "password") !=
+	    NULL, "the text names the password, not its value: %s", ei.msg);
+	sasl_free(&s);
+	st_clear(&ei);
 	is_int(sasl_init(&s, MECH_OAUTHBEARER, "u", "t", "h\x01", 1, &ei),
-	    ST_USAGE, "0x01 in the host");
+	    ST_CONFIG, "0x01 in the host");
 	sasl_free(&s);
 	st_clear(&ei);
 	is_int(sasl_init(&s, MECH_PLAIN, "u\r\nQUIT", "t", NULL, 0, &ei),
-	    ST_USAGE, "CRLF in the user");
+	    ST_CONFIG, "CRLF in the user");
 	sasl_free(&s);
 	st_clear(&ei);
 	is_int(sasl_init(&s, MECH_PLAIN, "u", "p\x01w", NULL, 0, &ei), ST_OK,
@@ -275,7 +282,7 @@ test_init(void)
 	sasl_free(&s);
 	ok(1, "double free is harmless");
 	is_int(sasl_init(&s, (enum auth_mech)42, "u", "p", NULL, 0, &ei),
-	    ST_USAGE, "unknown mechanism");
+	    ST_CONFIG, "unknown mechanism");
 	sasl_free(&s);
 
 	/* A long (JWT-sized) token; limit of the caller's buffer respected. */
@@ -291,9 +298,27 @@ test_init(void)
 		st_clear(&ei);
 		sasl_init(&s, MECH_XOAUTH2, "u@x", tok, NULL, 0, &ei);
 		buf_init(&small, 100);
-		is_int(sasl_initial(&s, &small, &ei), ST_LIMIT,
-		    "initial response past the buffer's maximum");
+		is_int(sasl_initial(&s, &small, &ei), ST_AUTH,
+		    "a token too long to frame: authentication, not the "
+		    "message's fault");
 		ok(strstr(ei.msg, "aaaa") == NULL, "limit text has no token");
+		ok(strstr(ei.msg, "too long") != NULL, "text: %s", ei.msg);
+		buf_wipe(&small);
+		sasl_free(&s);
+		st_clear(&ei);
+		sasl_init(&s, MECH_PLAIN, "u@x", tok, NULL, 0, &ei);
+		buf_init(&small, 100);
+		is_int(sasl_initial(&s, &small, &ei), ST_CONFIG,
+		    "a password too long to frame: configuration");
+		ok(small.secret, "the response buffer is marked secret");
+		buf_wipe(&small);
+		sasl_free(&s);
+		st_clear(&ei);
+		sasl_init(&s, MECH_LOGIN, "u@x", "pw", NULL, 0, &ei);
+		buf_init(&small, 100);
+		is_int(sasl_step(&s, "UGFzc3dvcmQ6", 12, &small, &ei), ST_OK,
+		    "LOGIN password step");
+		ok(small.secret, "a LOGIN answer's buffer is marked secret");
 		buf_wipe(&small);
 		sasl_free(&s);
 	}

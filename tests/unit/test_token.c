@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,6 +109,11 @@ test_stale_merge(void)
 	struct token t, f;
 
 	fill(&t, "at", "rt", 1000 + 3600);
+	ok(TOKEN_MARGIN >= 600, "margin is at least 10 minutes (Microsoft)");
+	ok(token_stale(&t, 1000 + 3600 - 599, TOKEN_MARGIN),
+	    "9 minutes 59 s left: stale");
+	ok(!token_stale(&t, 1000 + 3600 - 600, TOKEN_MARGIN),
+	    "10 minutes left: fresh");
 	ok(!token_stale(&t, 1000, TOKEN_MARGIN), "an hour left: fresh");
 	ok(!token_stale(&t, 1000 + 3600 - TOKEN_MARGIN, TOKEN_MARGIN),
 	    "exactly the margin left: fresh");
@@ -184,6 +190,19 @@ test_store(void)
 	st_clear(&ei);
 	is_int(token_store_open(&ts, root, "../x", true, &ei), ST_CONFIG,
 	    "path in account name refused");
+	/* An earlier failure in ei must not stand in for this one. */
+	{
+		static char longdir[PATH_MAX + 16];
+
+		memset(longdir, 'd', sizeof(longdir) - 1);
+		longdir[0] = '/';
+		st_clear(&ei);
+		st_error(&ei, ST_NET, "an earlier failure");
+		is_int(token_store_open(&ts, longdir, "acct", false, &ei),
+		    ST_CONFIG, "too long a state_dir: its own status, not "
+		    "the earlier one");
+		token_store_close(&ts);
+	}
 	st_clear(&ei);
 	is_int(token_store_open(&ts, root, "acct", false, &ei), ST_OK,
 	    "open without create");
@@ -375,8 +394,11 @@ test_exit_status(void)
 	is_int(cred_exit_status(78 << 8), ST_CONFIG, "exit 78: configuration");
 	is_int(cred_exit_status(76 << 8), ST_PROTO, "exit 76: protocol");
 	is_int(cred_exit_status(73 << 8), ST_CANTCREAT, "exit 73");
-	is_int(cred_exit_status(1 << 8), ST_SYS, "other exit: system");
-	is_int(cred_exit_status(SIGKILL), ST_SYS, "killed: system");
+	is_int(cred_exit_status(71 << 8), ST_SYS, "exit 71: system");
+	is_int(cred_exit_status(1 << 8), ST_TEMPFAIL, "other exit: try later");
+	is_int(cred_exit_status(SIGKILL), ST_TEMPFAIL, "killed: try later");
+	is_int(cred_exit_status(SIGSEGV | 0x80), ST_TEMPFAIL,
+	    "crashed with a core: try later");
 	ok(st_retryable(cred_exit_status(75 << 8)) &&
 	    st_retryable(cred_exit_status(SIGKILL)), "both worth a retry");
 }
