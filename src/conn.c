@@ -45,6 +45,7 @@ struct conn {
 	char		*host;
 	char		*port;
 	int		 timeout;
+	bool		 in_auth;	/* the last command carried a secret */
 	size_t		 line_max;
 	char		 peer[INET6_ADDRSTRLEN];
 
@@ -426,6 +427,13 @@ conn_write(struct conn *c, const void *p, size_t n, struct errinfo *ei)
 	return ST_OK;
 }
 
+void
+conn_set_timeout(struct conn *c, int timeout)
+{
+	if (c != NULL && timeout > 0)
+		c->timeout = timeout;
+}
+
 enum status
 conn_cmd(struct conn *c, bool secret, struct errinfo *ei, const char *fmt, ...)
 {
@@ -465,6 +473,9 @@ conn_cmd(struct conn *c, bool secret, struct errinfo *ei, const char *fmt, ...)
 		    "line that holds CR or LF");
 	}
 	log_wire(LOG_SEND, line, len, secret);
+	/* Replies to a credential may echo it: redact them until the next
+	 * ordinary command. */
+	c->in_auth = secret;
 	line[len] = '\r';
 	line[len + 1] = '\n';
 	c->wlen += len + 2;
@@ -539,7 +550,7 @@ conn_readline(struct conn *c, char **line, size_t *len, struct errinfo *ei)
 			start[l] = '\0';
 			c->roff += n + 1;
 			c->rlen -= n + 1;
-			log_wire(LOG_RECV, start, l, false);
+			log_wire(LOG_RECV, start, l, c->in_auth);
 			*line = start;
 			*len = l;
 			return ST_OK;

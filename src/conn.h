@@ -117,6 +117,12 @@ enum status conn_write(struct conn *c, const void *p, size_t n,
 enum status conn_cmd(struct conn *c, bool secret, struct errinfo *ei,
     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
+/*
+ * Seconds per operation from now on (> 0): for a short final wait, such
+ * as QUIT's reply after the message was accepted.
+ */
+void conn_set_timeout(struct conn *c, int timeout);
+
 /* Send everything queued, in as few writes as the kernel allows. */
 enum status conn_flush(struct conn *c, struct errinfo *ei);
 

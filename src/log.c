@@ -207,6 +207,45 @@ log_redact(const char *line, size_t len, bool secret, char *out, size_t outsz)
 	return out;
 }
 
+static bool
+token_char(unsigned char c)
+{
+	return isalnum(c) || c == '+' || c == '/' || c == '=' || c == '_' ||
+	    c == '.' || c == '-';
+}
+
+char *
+log_redact_tokens(char *s)
+{
+	static const char mark[] = "[redacted]";
+	size_t i = 0, o = 0, run;
+	bool digit, alpha;
+
+	while (s[i] != '\0') {
+		digit = alpha = false;
+		for (run = 0; token_char((unsigned char)s[i + run]); run++) {
+			digit |= isdigit((unsigned char)s[i + run]) != 0;
+			alpha |= isalpha((unsigned char)s[i + run]) != 0;
+		}
+		/* Random tokens mix letters and digits; host names and
+		 * words of reply text seldom do at this length. */
+		if (run >= 20 && digit && alpha) {
+			/* The mark is shorter than the run: o stays behind i. */
+			memcpy(s + o, mark, sizeof(mark) - 1);
+			o += sizeof(mark) - 1;
+			i += run;
+		} else if (run > 0) {
+			memmove(s + o, s + i, run);
+			o += run;
+			i += run;
+		} else {
+			s[o++] = s[i++];
+		}
+	}
+	s[o] = '\0';
+	return s;
+}
+
 void
 log_wire(enum log_dir dir, const char *line, size_t len, bool secret)
 {
@@ -223,6 +262,8 @@ log_wire(enum log_dir dir, const char *line, size_t len, bool secret)
 		for (i = 0; i < n2; i++)
 			text[i] = isprint((unsigned char)line[i]) ? line[i] : '?';
 		text[n2] = '\0';
+		if (secret)
+			log_redact_tokens(text);
 	}
 	n = snprintf(outl, sizeof(outl), "%s%s\n", arrow[dir], text);
 	if (n > 0)

@@ -43,8 +43,10 @@ enum log_dir {
 
 /*
  * Record one protocol line (without its CRLF) in the transcript.  With
- * secret set, only the command word survives ("--> AUTH XOAUTH2 [redacted
- * 184 bytes]" or "--> [redacted 184 bytes]").  Cheap when -v is off.
+ * secret set, a line we sent keeps only its command word ("--> AUTH
+ * XOAUTH2 [redacted 184 bytes]" or "--> [redacted 184 bytes]"), and a
+ * line we received goes through log_redact_tokens().  Cheap when -v is
+ * off.
  */
 void log_wire(enum log_dir dir, const char *line, size_t len, bool secret);
 
@@ -55,5 +57,14 @@ void log_wire(enum log_dir dir, const char *line, size_t len, bool secret);
  */
 char *log_redact(const char *line, size_t len, bool secret, char *out,
     size_t outsz);
+
+/*
+ * Replace, in place, every run of 20 or more characters that could be a
+ * token (base64, base64url, JWT: letters, digits, + / = _ . -, with
+ * both letters and digits) with "[redacted]".  For text a peer sent back while credentials were in
+ * flight: a server that echoes an AUTH line must not put the token into
+ * our errors or transcript.  Returns s.
+ */
+char *log_redact_tokens(char *s);
 
 #endif

@@ -512,7 +512,7 @@ static enum status
 smtp_fail(struct smtp *s, enum smtp_phase ph, const struct smtp_reply *r,
     const char *what, struct errinfo *ei)
 {
-	char tmp[128];
+	char tmp[128], text[sizeof(r->text)];
 	const char *expl;
 	enum status st;
 	bool was_ok = ei == NULL || ei->st == ST_OK;
@@ -525,12 +525,16 @@ smtp_fail(struct smtp *s, enum smtp_phase ph, const struct smtp_reply *r,
 			s->usable = false;
 	}
 	expl = smtp_explain(s, ph, r, tmp, sizeof(tmp));
+	/* A reply to AUTH may echo the credential back at us. */
+	snprintf(text, sizeof(text), "%s", r->text);
+	if (ph == SMTP_PH_AUTH)
+		log_redact_tokens(text);
 	if (expl != NULL)
 		st_error(ei, st, "%s: %s: %d%s%s %s", expl, what, r->code,
-		    r->enh[0] != '\0' ? " " : "", r->enh, r->text);
+		    r->enh[0] != '\0' ? " " : "", r->enh, text);
 	else
 		st_error(ei, st, "%s: %d%s%s %s", what, r->code,
-		    r->enh[0] != '\0' ? " " : "", r->enh, r->text);
+		    r->enh[0] != '\0' ? " " : "", r->enh, text);
 	smtp_set_code(ei, was_ok, r->code);
 	return st;
 }
@@ -1345,6 +1349,11 @@ smtp_quit(struct smtp *s, struct errinfo *ei)
 	smtp_set_phase(s, SMTP_PH_QUIT);
 	if ((st = smtp_cmd(s, false, ei, "QUIT")) != ST_OK)
 		return st;
+	/*
+	 * Whatever was sent is the server's already: a server that never
+	 * answers QUIT must not hold the caller for a whole timeout.
+	 */
+	conn_set_timeout(s->c, 1);
 	st = smtp_expect(s, SMTP_PH_QUIT, 221, "QUIT", &r, ei);
 	s->usable = false;
 	return st;

@@ -266,8 +266,10 @@ void smtp_result_free(struct smtp_result *res);
 enum status smtp_rset(struct smtp *s, struct errinfo *ei);
 
 /*
- * QUIT and wait (bounded by the timeout) for 221.  Failures here are
- * not worth reporting after a delivery, but are returned anyway.
+ * QUIT and wait at most one second for 221 (the session's timeout is
+ * cut to that first): after a delivery the message is the server's, and
+ * a server that never answers QUIT must not hold the caller.  Failures
+ * here are not worth reporting after a delivery, but are returned.
  */
 enum status smtp_quit(struct smtp *s, struct errinfo *ei);
 

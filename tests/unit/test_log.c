@@ -36,5 +36,20 @@ main(void)
 	is_str(red("leak ya29.abcdef", false), "leak [redacted]",
 	    "stray Google access token");
 	is_str(red("A\x01" "B", false), "A?B", "control bytes made printable");
+	{
+		char t1[] = "535 5.7.8 cannot use AUTH XOAUTH2 "
+		    "dXNlcj1hQGIBYXV0aD1CZWFyZXIgeHgBAQ==";
+		char t2[] = "535 5.7.8 Username and Password not accepted. "
+		    "Learn more at https://support.google.com/mail/?p=Bad";
+		char t3[] = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln-x_y end";
+		is_str(log_redact_tokens(t1),
+		    "535 5.7.8 cannot use AUTH XOAUTH2 [redacted]",
+		    "echoed AUTH payload redacted");
+		is_str(log_redact_tokens(t2), "535 5.7.8 Username and Password "
+		    "not accepted. Learn more at https://support.google.com/"
+		    "mail/?p=Bad", "ordinary reply text kept");
+		is_str(log_redact_tokens(t3), "[redacted] end",
+		    "a JWT is one token");
+	}
 	return tap_done();
 }
