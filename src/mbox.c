@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "log.h"
 #include "mbox.h"
 #include "xio.h"
 
@@ -371,8 +372,10 @@ mb_abort(void *ctx)
 {
 	struct mbox *m = ctx;
 
-	if (m->fd >= 0)
-		(void)ftruncate(m->fd, m->orig);
+	/* A partial message left behind would be read as mail: say so. */
+	if (m->fd >= 0 && ftruncate(m->fd, m->orig) != 0)
+		log_err("mbox %s: cannot remove a partial message at offset "
+		    "%lld: %s", m->path, (long long)m->orig, strerror(errno));
 	mbox_unlock(m);
 	buf_reset(&m->head);
 	m->olen = 0;
