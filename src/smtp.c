@@ -701,6 +701,7 @@ smtp_open(struct smtp **out, const struct smtp_opts *o, struct errinfo *ei)
 	co.timeout = o->timeout;
 	co.line_max = SMTP_LINE_MAX;
 	co.bind_addr = o->bind_addr;
+	co.tls_cache_dir = o->tls_cache_dir;
 	smtp_set_phase(s, SMTP_PH_GREETING);
 	if ((st = conn_open(&s->c, &co, ei)) != ST_OK)
 		goto fail;
@@ -831,6 +832,10 @@ smtp_auth(struct smtp *s, enum auth_mech mech, const char *user,
 	if (!conn_is_tls(s->c) && !smtp_peer_loopback(s))
 		return st_error(ei, ST_TLS, "refusing to send credentials to "
 		    "%s over a connection without TLS", s->host);
+	if (!(s->caps.flags & SMTP_CAP_AUTH) && !conn_is_tls(s->c) &&
+	    (s->caps.flags & SMTP_CAP_STARTTLS))
+		return st_error(ei, ST_CONFIG, "%s offers AUTH only after "
+		    "STARTTLS: set smtp_tls = starttls", s->host);
 	if (!(s->caps.flags & SMTP_CAP_AUTH))
 		return st_error(ei, ST_CONFIG, "%s offers no AUTH at all",
 		    s->host);
@@ -909,7 +914,14 @@ smtp_auth(struct smtp *s, enum auth_mech mech, const char *user,
 		st = smtp_fail(s, SMTP_PH_AUTH, &r, what2, ei);
 	} else
 		st = smtp_fail(s, SMTP_PH_AUTH, &r, what, ei);
-	if (st == ST_AUTH && mech_is_oauth(mech) && token_rejected != NULL)
+	/*
+	 * Only a refusal of the credential means the token: an error
+	 * challenge, or 535.  Another 5xx (Postfix's "500 5.5.6 SASL
+	 * response limit exceeded") would come back the same after a
+	 * refresh.
+	 */
+	if (st == ST_AUTH && mech_is_oauth(mech) && token_rejected != NULL &&
+	    (sa.fail != SASL_FAIL_NONE || r.code == 535))
 		*token_rejected = true;
 done:
 	buf_wipe(&ir);

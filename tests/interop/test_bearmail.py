@@ -15,7 +15,7 @@ revokes (one forced refresh, then success, or exit 77 when the grant is
 gone or the new token is refused too); the endpoint failing behind
 Dovecot; tokens long enough that the response must follow the 334, the
 longest that still goes on the AUTH line, and one over Postfix's SASL
-response limit (xfail: bearmail refreshes for nothing); no AUTH without
+response limit (no refresh for nothing); no AUTH without
 TLS or with an untrusted certificate; git send-email and mutt driving
 bearmail; bearmail-auth token, status, logout and test; the queue
 (delivery after Postfix comes back; skipped while bearmail -q says the
@@ -687,11 +687,6 @@ def test_long_token_after_334(stack, ts, bear, account, mech, monkeypatch):
     secrets_absent(p.err + b.logtext(), tok)
 
 
-@pytest.mark.xfail(strict=True, reason="bearmail takes any 5xx to AUTH "
-                   "for a refused token (src/smtp.c smtp_status: ST_AUTH, "
-                   "then token_rejected) and forces a refresh after "
-                   "Postfix's '500 5.5.6 SASL response limit exceeded', "
-                   "which is about length, not about the token")
 def test_token_over_server_limit(stack, ts, bear, account, monkeypatch):
     """A 10000-character token makes a response over Postfix's
     smtpd_sasl_response_limit (12288): "500 5.5.6".  That is no verdict
