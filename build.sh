@@ -6,10 +6,13 @@
 set -eu
 cd "$(dirname "$0")"
 
-# Build dependencies, and what the test suite and demo run.
+# Build dependencies, and what the test suite and demo run: the fake
+# servers (python3), real clients driving bearmail (git-email, mutt),
+# fuzzing and memory checks (clang, valgrind).
 PKGS="build-essential autoconf automake pkg-config
       libmbedtls-dev libcurl4-openssl-dev libinih-dev libjansson-dev
-      python3 python3-pytest openssl ca-certificates mandoc git git-email"
+      python3 python3-pytest openssl ca-certificates mandoc git git-email
+      mutt clang libclang-rt-14-dev valgrind"
 
 missing=
 for p in $PKGS; do
@@ -22,6 +25,10 @@ if [ -n "$missing" ]; then
 	$SUDO apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing
 fi
+
+# Real Postfix and Dovecot for the interoperability tier, installed
+# without letting them start system daemons.
+tests/interop/install.sh
 
 [ -x configure ] || autoreconf -fi
 [ -f Makefile ] || ./configure ${CONFIGURE_FLAGS:-}

@@ -10,8 +10,9 @@
  *
  * The three protocols differ only in how a session is opened, described
  * and closed; struct proto holds those steps, and the login with its
- * one refresh is written once.  No protocol is spoken here: the
- * clients in smtp.c, imap.c and pop3.c do that.
+ * one refresh is login.c's, as for bearmail and bearmail-fetch.  No
+ * protocol is spoken here: the clients in smtp.c, imap.c and pop3.c do
+ * that.
  */
 #include "config.h"
 
@@ -26,6 +27,7 @@
 #include "authtest.h"
 #include "conn.h"
 #include "imap.h"
+#include "login.h"
 #include "pop3.h"
 #include "smtp.h"
 #include "status.h"
@@ -450,74 +452,76 @@ static const struct proto protos[] = {
 
 /* ---- the test, whatever the protocol --------------------------------- */
 
-static void
-free_secret(char **secret)
+/* What login.h's callbacks need: the test and the protocol. */
+struct login_ctx {
+	const struct test *t;
+	const struct proto *pr;
+};
+
+static enum status
+login_reopen(void *arg, void **sp, struct errinfo *ei)
 {
-	if (*secret == NULL)
-		return;
-	st_wipe(*secret, strlen(*secret));
-	free(*secret);
-	*secret = NULL;
+	const struct login_ctx *lc = arg;
+
+	lc->pr->close(*sp);
+	*sp = NULL;
+	return lc->pr->open(lc->t, sp, ei);
+}
+
+static enum status
+login_cred(void *arg, bool refresh, char **secret, struct errinfo *ei)
+{
+	const struct login_ctx *lc = arg;
+
+	return lc->t->secret_fn(lc->t->arg, refresh, secret, ei);
+}
+
+static void
+login_refused(void *arg, const struct errinfo *refusal)
+{
+	const struct login_ctx *lc = arg;
+	const struct account *a = lc->t->acct;
+	char mech[16];
+
+	line("login", "%s as %s: token refused (%s); refreshing it once",
+	    mech_text(a->auth, mech), a->impersonate != NULL ?
+	    a->impersonate : a->user, refusal->msg);
 }
 
 /*
  * Log in on *sp, with one refresh and retry when the server refuses the
- * token: on the same session while it is usable, else on a new one (as
- * bearmail and bearmail-fetch do).
+ * token (login.h, as bearmail and bearmail-fetch do).
  */
 static enum status
 login(const struct test *t, const struct proto *pr, void **sp,
     struct errinfo *ei)
 {
 	const struct account *a = t->acct;
-	const char *user = a->impersonate != NULL ? a->impersonate : a->user;
-	struct errinfo first;
+	struct login_ctx lc = { t, pr };
+	struct login_info info;
+	struct login l;
 	enum status st;
-	char *secret = NULL, mech[16];
-	bool rejected = false;
+	char mech[16];
 
-	mech_text(a->auth, mech);
-	if ((st = t->secret_fn(t->arg, false, &secret, ei)) != ST_OK) {
-		st_context(ei, "getting the credential");
-		goto done;
-	}
-	st_clear(&first);
-	st = pr->auth(*sp, a->auth, user, secret, &rejected, &first);
-	free_secret(&secret);
-	if (st != ST_AUTH || !rejected) {
-		if (st != ST_OK) {
-			st_error(ei, first.st, "%s", first.msg);
-			ei->code = first.code;
-		}
-		goto done;
-	}
-	line("login", "%s as %s: token refused (%s); refreshing it once",
-	    mech, user, first.msg);
-	if ((st = t->secret_fn(t->arg, true, &secret, ei)) != ST_OK) {
-		st_context(ei, "refreshing the refused token");
-		goto done;
-	}
-	if (!pr->usable(*sp)) {
-		pr->close(*sp);
-		*sp = NULL;
-		if ((st = pr->open(t, sp, ei)) != ST_OK)
-			goto done;
-	}
-	st = pr->auth(*sp, a->auth, user, secret, NULL, ei);
-	if ((st == ST_NET || st == ST_TEMPFAIL) && !pr->usable(*sp)) {
-		/* The server hung up on the failed try: a new session. */
-		pr->close(*sp);
-		*sp = NULL;
-		st_clear(ei);
-		if ((st = pr->open(t, sp, ei)) == ST_OK)
-			st = pr->auth(*sp, a->auth, user, secret, NULL, ei);
-	}
-	if (st == ST_AUTH)
-		st_context(ei, "refused again with a freshly refreshed token");
-done:
-	free_secret(&secret);
+	memset(&l, 0, sizeof(l));
+	l.mech = a->auth;
+	l.user = a->impersonate != NULL ? a->impersonate : a->user;
+	l.auth = pr->auth;
+	l.usable = pr->usable;
+	l.reopen = login_reopen;
+	l.cred = login_cred;
+	l.refused = login_refused;
+	l.arg = &lc;
+	st = login_run(&l, sp, &info, ei);
 	if (st == ST_OK)
-		line("login", "%s as %s: authenticated", mech, user);
+		line("login", "%s as %s: authenticated", mech_text(a->auth,
+		    mech), l.user);
+	else if (info.step == LOGIN_CRED)
+		st_context(ei, "getting the credential");
+	else if (info.step == LOGIN_REFRESH)
+		st_context(ei, "refreshing the refused token");
+	else if (info.step == LOGIN_RETRY && st == ST_AUTH)
+		st_context(ei, "refused again with a freshly refreshed token");
 	return st;
 }
 

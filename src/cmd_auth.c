@@ -32,8 +32,10 @@
 #include "cred.h"
 #include "log.h"
 #include "oauth.h"
+#include "priv.h"
 #include "status.h"
 #include "token.h"
+#include "version.h"
 
 #define PROG		"bearmail-auth"
 #define LOGIN_TIMEOUT	900	/* seconds the login waits for the user */
@@ -1082,6 +1084,8 @@ main(int argc, char *argv[])
 	unsigned bit;
 	int i, npos = 0;
 
+	/* Refresh tokens, access tokens and client secrets: no core files. */
+	priv_no_core();
 	memset(&o, 0, sizeof(o));
 	memset(&conf, 0, sizeof(conf));
 	st_clear(&ei);
@@ -1095,7 +1099,7 @@ main(int argc, char *argv[])
 			return 0;
 		} else if (!dashdash && (strcmp(a, "--version") == 0 ||
 		    strcmp(a, "-V") == 0)) {
-			printf(PROG " (" PACKAGE_STRING ")\n");
+			version_print(PROG, oauth_http_version());
 			return 0;
 		} else if (!dashdash && strcmp(a, "-v") == 0) {
 			log_set_verbose(true);

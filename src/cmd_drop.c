@@ -13,7 +13,7 @@
  *   - standard input must not be a terminal (exit 64);
  *   - it reads one submission: a "bearmail-drop 1" envelope (see spool.c),
  *     an empty line, exactly `size` octets of message, EOF; at most
- *     SPOOL_HDR_MAX + SPOOL_MSG_MAX octets, at most 300 seconds of
+ *     ENVELOPE_HDR_MAX + ENVELOPE_MSG_MAX octets, at most 300 seconds of
  *     silence between reads;
  *   - it validates the envelope before anything becomes visible, writes
  *     maildrop/.ID, fsyncs, renames it to maildrop/ID without replacing,
@@ -47,7 +47,7 @@
 #include <sysexits.h>
 #include <unistd.h>
 
-#include "spool.h"
+#include "maildrop.h"
 #include "status.h"
 
 #define DROP_QUEUE_DIR	LOCALSTATEDIR "/spool/bearmail"
@@ -99,7 +99,7 @@ int
 main(int argc, char **argv)
 {
 	char dir[PATH_MAX], path[PATH_MAX];
-	char id[SPOOL_ID_SIZE];
+	char id[ENVELOPE_ID_SIZE];
 	struct errinfo ei;
 	struct stat st;
 	const char *env;
@@ -145,7 +145,8 @@ main(int argc, char **argv)
 		    "directory of this program's group: refusing it");
 
 	st_clear(&ei);
-	if (spool_drop(dropfd, STDIN_FILENO, DROP_TIMEOUT, id, &ei) != ST_OK)
+	if (maildrop_write(dropfd, STDIN_FILENO, DROP_TIMEOUT, id, &ei) !=
+	    ST_OK)
 		return fail(ei.st, ei.msg);
 	printf("%s\n", id);
 	if (fflush(stdout) != 0)

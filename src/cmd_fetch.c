@@ -32,9 +32,12 @@
 #include "fetchstate.h"
 #include "imap.h"
 #include "log.h"
+#include "login.h"
 #include "pop3.h"
+#include "priv.h"
 #include "status.h"
 #include "tls.h"
+#include "version.h"
 
 static const char *const progname = "bearmail-fetch";
 
@@ -120,9 +123,7 @@ help(void)
 static void
 version(void)
 {
-	printf("%s %s\n"
-	    "libraries: mbedTLS (TLS), libinih (configuration); "
-	    "no libcurl in this program\n", progname, PACKAGE_VERSION);
+	version_print(progname, NULL);
 }
 
 static int __attribute__((format(printf, 1, 2)))
@@ -346,62 +347,103 @@ login_name(const struct run *r)
 	return r->a->impersonate != NULL ? r->a->impersonate : r->a->user;
 }
 
+/* A session's settings, for login.h's callbacks (reopen, credentials). */
+struct fetch_sess {
+	struct run *r;
+	struct imap_opts io;		/* IMAP */
+	struct pop3_opts po;		/* POP3 */
+};
+
+/* login.h's credential getter: the token store, or bearmail-auth. */
+static enum status
+fetch_cred(void *arg, bool refresh, char **secret, struct errinfo *ei)
+{
+	const struct fetch_sess *fs = arg;
+
+	return cred_get(fs->r->conf, fs->r->a, refresh, secret, ei);
+}
+
+/*
+ * Log in on *sess with login.h's one forced refresh (l holds the
+ * protocol's steps and fs); when getting the fresh token fails, say
+ * both what the server said and why.
+ */
+static enum status
+fetch_login(struct login *l, struct fetch_sess *fs, void **sess,
+    struct errinfo *ei)
+{
+	struct login_info info;
+	enum status st;
+
+	l->mech = fs->r->a->auth;
+	l->cred = fetch_cred;
+	l->arg = fs;
+	if ((st = login_run(l, sess, &info, ei)) != ST_OK &&
+	    info.step == LOGIN_REFRESH)
+		st_context(ei, "%s; getting a fresh token", info.refusal.msg);
+	return st;
+}
+
+static enum status
+fetch_imap_reopen(void *arg, void **sess, struct errinfo *ei)
+{
+	const struct fetch_sess *fs = arg;
+	struct imap *im = NULL;
+	enum status st;
+
+	imap_close(*sess);
+	st = imap_open(&im, &fs->io, ei);
+	*sess = im;
+	return st;
+}
+
+static enum status
+fetch_imap_auth(void *s, enum auth_mech mech, const char *user,
+    const char *secret, bool *rejected, struct errinfo *ei)
+{
+	return imap_auth(s, mech, user, secret, rejected, ei);
+}
+
+static bool
+fetch_imap_usable(void *s)
+{
+	return imap_usable(s);
+}
+
 static enum status
 imap_connect(struct run *r, struct imap **out, struct errinfo *ei)
 {
 	const struct account *a = r->a;
-	struct imap_opts io;
+	struct fetch_sess fs;
 	struct imap *im = NULL;
-	char *secret = NULL;
-	bool rejected = false;
-	struct errinfo first;
+	struct login l;
+	void *sess;
 	enum status st;
 
 	*out = NULL;
-	memset(&io, 0, sizeof(io));
-	io.host = a->imap.host;
-	io.port = a->imap.port;
-	io.tls = a->imap.tls;
-	io.timeout = a->timeout;
-	io.tls_ctx = r->tls;
-	if ((st = imap_open(&im, &io, ei)) != ST_OK)
+	memset(&fs, 0, sizeof(fs));
+	fs.r = r;
+	fs.io.host = a->imap.host;
+	fs.io.port = a->imap.port;
+	fs.io.tls = a->imap.tls;
+	fs.io.timeout = a->timeout;
+	fs.io.tls_ctx = r->tls;
+	if ((st = imap_open(&im, &fs.io, ei)) != ST_OK)
 		return st;
-	if ((st = cred_get(r->conf, a, false, &secret, ei)) != ST_OK)
-		goto fail;
-	st_clear(&first);
-	st = imap_auth(im, a->auth, login_name(r), secret, &rejected, &first);
-	cred_free(secret);
-	secret = NULL;
-	if (st == ST_AUTH && rejected) {
-		/* Refused token: refresh it once and try once more. */
-		log_wire(LOG_NOTE, "token refused: refreshing it once", 33,
-		    false);
-		if ((st = cred_get(r->conf, a, true, &secret, ei)) != ST_OK) {
-			/* Say both: what the server said, and why no
-			 * fresh token could be had. */
-			st_context(ei, "%s; getting a fresh token", first.msg);
-			goto fail;
-		}
-		if (!imap_usable(im)) {
-			imap_close(im);
-			im = NULL;
-			if ((st = imap_open(&im, &io, ei)) != ST_OK)
-				goto fail;
-		}
-		st = imap_auth(im, a->auth, login_name(r), secret, NULL, ei);
-		cred_free(secret);
-		secret = NULL;
-	} else if (st != ST_OK) {
-		st_error(ei, first.st, "%s", first.msg);
+	memset(&l, 0, sizeof(l));
+	l.user = login_name(r);
+	l.auth = fetch_imap_auth;
+	l.usable = fetch_imap_usable;
+	l.reopen = fetch_imap_reopen;
+	sess = im;
+	st = fetch_login(&l, &fs, &sess, ei);
+	im = sess;
+	if (st != ST_OK) {
+		imap_close(im);
+		return st;
 	}
-	if (st != ST_OK)
-		goto fail;
 	*out = im;
 	return ST_OK;
-fail:
-	cred_free(secret);
-	imap_close(im);
-	return st;
 }
 
 /* Flag (or delete) what was delivered since the last call. */
@@ -620,61 +662,68 @@ retry:
 /* ---- POP3 ------------------------------------------------------------- */
 
 static enum status
+fetch_pop_reopen(void *arg, void **sess, struct errinfo *ei)
+{
+	const struct fetch_sess *fs = arg;
+	struct pop3 *p = NULL;
+	enum status st;
+
+	pop3_close(*sess);
+	st = pop3_open(&p, &fs->po, ei);
+	*sess = p;
+	return st;
+}
+
+static enum status
+fetch_pop_auth(void *s, enum auth_mech mech, const char *user,
+    const char *secret, bool *rejected, struct errinfo *ei)
+{
+	return pop3_auth(s, mech, user, secret, rejected, ei);
+}
+
+static bool
+fetch_pop_usable(void *s)
+{
+	return pop3_usable(s);
+}
+
+static enum status
 pop_connect(struct run *r, struct pop3 **out, struct errinfo *ei)
 {
 	const struct account *a = r->a;
-	struct pop3_opts po;
+	struct fetch_sess fs;
 	struct pop3 *p = NULL;
-	char *secret = NULL, user[600];
-	bool rejected = false;
-	struct errinfo first;
+	struct login l;
+	char user[600];
+	void *sess;
 	enum status st;
 
 	*out = NULL;
 	snprintf(user, sizeof(user), "%s%s", r->o->recent ? "recent:" : "",
 	    login_name(r));
-	memset(&po, 0, sizeof(po));
-	po.host = a->pop.host;
-	po.port = a->pop.port;
-	po.tls = a->pop.tls;
-	po.timeout = a->timeout;
-	po.tls_ctx = r->tls;
-	if ((st = pop3_open(&p, &po, ei)) != ST_OK)
+	memset(&fs, 0, sizeof(fs));
+	fs.r = r;
+	fs.po.host = a->pop.host;
+	fs.po.port = a->pop.port;
+	fs.po.tls = a->pop.tls;
+	fs.po.timeout = a->timeout;
+	fs.po.tls_ctx = r->tls;
+	if ((st = pop3_open(&p, &fs.po, ei)) != ST_OK)
 		return st;
-	if ((st = cred_get(r->conf, a, false, &secret, ei)) != ST_OK)
-		goto fail;
-	st_clear(&first);
-	st = pop3_auth(p, a->auth, user, secret, &rejected, &first);
-	cred_free(secret);
-	secret = NULL;
-	if (st == ST_AUTH && rejected) {
-		log_wire(LOG_NOTE, "token refused: refreshing it once", 33,
-		    false);
-		if ((st = cred_get(r->conf, a, true, &secret, ei)) != ST_OK) {
-			/* Say both: what the server said, and why no
-			 * fresh token could be had. */
-			st_context(ei, "%s; getting a fresh token", first.msg);
-			goto fail;
-		}
-		if (!pop3_usable(p)) {
-			pop3_close(p);
-			p = NULL;
-			if ((st = pop3_open(&p, &po, ei)) != ST_OK)
-				goto fail;
-		}
-		st = pop3_auth(p, a->auth, user, secret, NULL, ei);
-		cred_free(secret);
-		secret = NULL;
-	} else if (st != ST_OK)
-		st_error(ei, first.st, "%s", first.msg);
-	if (st != ST_OK)
-		goto fail;
+	memset(&l, 0, sizeof(l));
+	l.user = user;
+	l.auth = fetch_pop_auth;
+	l.usable = fetch_pop_usable;
+	l.reopen = fetch_pop_reopen;
+	sess = p;
+	st = fetch_login(&l, &fs, &sess, ei);
+	p = sess;
+	if (st != ST_OK) {
+		pop3_close(p);
+		return st;
+	}
 	*out = p;
 	return ST_OK;
-fail:
-	cred_free(secret);
-	pop3_close(p);
-	return st;
 }
 
 static const struct pop3_retr_cb pop_cbs = {
@@ -841,6 +890,8 @@ main(int argc, char **argv)
 	size_t i;
 	int rc;
 
+	/* Access tokens and the mail itself pass through: no core files. */
+	priv_no_core();
 	memset(&o, 0, sizeof(o));
 	memset(&conf, 0, sizeof(conf));
 	st_clear(&ei);

@@ -41,6 +41,7 @@
 #include "spool.h"
 #include "status.h"
 #include "submit.h"
+#include "version.h"
 
 #define RCPT_ARGS_MAX	ALIASES_RCPTS_MAX
 #define ENVID_MAX	100	/* RFC 3461: at most 100 characters */
@@ -59,7 +60,7 @@ struct opts {
 	const char *account;	/* -a, --account */
 	const char *config;	/* -C */
 	const char *qid;	/* -qI */
-	bool qall;		/* -qf: due or not */
+	bool qdue;		/* --queue-due: only what is due */
 	enum smtp_body body;	/* -B */
 	unsigned notify;	/* -N */
 	enum smtp_ret ret;	/* -R */
@@ -79,7 +80,7 @@ struct job {
 	const char *local_names[3];	/* this host's names */
 	char *sender;			/* envelope sender ("" = <>) */
 	struct aliases_rcpts rcpts;	/* final recipients */
-	char qid[SPOOL_ID_SIZE];	/* log and queue identifier */
+	char qid[ENVELOPE_ID_SIZE];	/* log and queue identifier */
 };
 
 /*
@@ -111,6 +112,10 @@ usage_error(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	/* One line whatever the caller quoted: no forged lines in cron mail. */
+	for (char *p = msg; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
 	say("%s (try --help)", msg);
 	return EX_USAGE;
 }
@@ -134,8 +139,11 @@ help(void)
 	    "  -bs             SMTP dialogue on standard input and output\n"
 	    "  -bi             check the aliases file\n"
 	    "  -bp             list the queue (also: mailq)\n"
-	    "  -q              deliver the queue (what is due)\n"
-	    "  -qIID, -qf      deliver one message / all, due or not\n"
+	    "  -q, -qf         deliver every queued message now (with -a:\n"
+	    "                  that account's only)\n"
+	    "  -qIID           deliver one queued message now\n"
+	    "  --queue-due     deliver the queued messages whose retry time\n"
+	    "                  has come (for timers and cron)\n"
 	    "  -odi            deliver now (queue on a temporary failure)\n"
 	    "  -odb, -odq      queue, then deliver in the background / later\n"
 	    "  -v              protocol transcript on standard error\n"
@@ -149,9 +157,7 @@ help(void)
 static void
 version(void)
 {
-	printf("bearmail %s\n"
-	    "libraries: mbedTLS (TLS), libinih (configuration); "
-	    "no libcurl in this program\n", PACKAGE_VERSION);
+	version_print("bearmail", NULL);
 }
 
 /* ---- command line ---------------------------------------------------- */
@@ -221,6 +227,9 @@ is_interval(const char *s)
 static int
 opt_value(struct opts *o, char c, const char *v)
 {
+	if (!arg_safe(v))
+		return usage_error("-%c: control characters in the argument",
+		    c);
 	switch (c) {
 	case 'f':
 	case 'r':
@@ -288,9 +297,6 @@ opt_value(struct opts *o, char c, const char *v)
 	case 'A': case 'h': case 'L': case 'O': case 'X':
 		break;		/* accepted and ignored */
 	}
-	if (!arg_safe(v))
-		return usage_error("-%c: control characters in the argument",
-		    c);
 	return 0;
 }
 
@@ -324,13 +330,18 @@ parse_cluster(struct opts *o, int argc, char **argv, int *i)
 		case 'G': case 'm': case 'n': case 'x':
 			continue;	/* accepted and ignored */
 		case 'q':
-			/* -q, -qIID, -qf, -q<interval> (ignored) */
+			/*
+			 * -q, -qIID, -qf, -q<interval> (ignored).  -qf is
+			 * sendmail's "in the foreground": we always are,
+			 * so it is -q.
+			 */
 			if (p[1] == '\0' || (p[1] == 'I' && p[2] != '\0') ||
 			    strcmp(p + 1, "f") == 0) {
 				o->mode = MODE_QUEUE_RUN;
 				o->qid = p[1] == 'I' ? p + 2 : NULL;
-				o->qall = p[1] == 'f';
-				if (o->qid != NULL && !spool_id_valid(o->qid))
+				o->qdue = false;
+				if (o->qid != NULL &&
+				    !envelope_id_valid(o->qid))
 					return usage_error("-qI: \"%s\" is not "
 					    "a queue ID", o->qid);
 			} else if (!is_interval(p + 1))
@@ -358,6 +369,11 @@ parse_long(struct opts *o, int argc, char **argv, int *i)
 		o->mode = MODE_HELP;
 	else if (strcmp(a, "--version") == 0)
 		o->mode = MODE_VERSION;
+	else if (strcmp(a, "--queue-due") == 0) {
+		o->mode = MODE_QUEUE_RUN;
+		o->qid = NULL;
+		o->qdue = true;
+	}
 	else if (strncmp(a, "--account=", 10) == 0)
 		return opt_value(o, 'a', a + 10);
 	else if (strcmp(a, "--account") == 0) {
@@ -588,8 +604,9 @@ dispatch(struct job *j, int fd, const struct msg_info *info,
 {
 	const struct conf *conf = j->conf;
 	const struct opts *o = j->o;
-	char deliver = o->deliver, arg[SPOOL_ID_SIZE + 4];
-	char first[SPOOL_ID_SIZE];
+	char deliver = o->deliver, arg[ENVELOPE_ID_SIZE + 4];
+	char acct_arg[ENVELOPE_ACCOUNT_MAX + 16];
+	char first[ENVELOPE_ID_SIZE];
 	struct submit_msg m;
 	struct spool *sp = NULL;
 	struct errinfo qe, why;
@@ -626,15 +643,30 @@ dispatch(struct job *j, int fd, const struct msg_info *info,
 		if ((st = submit_enqueue(sp, &m, fd, NULL, ei)) == ST_OK &&
 		    deliver == 'b') {
 			snprintf(arg, sizeof(arg), "-qI%s", j->qid);
-			submit_spawn(conf->explicit_path, arg);
+			submit_spawn(conf->explicit_path, arg, NULL);
 		}
 		goto out;
 	}
 	st_clear(&why);
 	if ((st = submit_now(conf, &m, fd, &why)) == ST_OK) {
-		/* The network works: flush what waited for it. */
-		if (sp != NULL && submit_queue_has_mail(conf->queue_dir))
-			submit_spawn(conf->explicit_path, "-qf");
+		/*
+		 * The relay has just taken a message: whatever kept this
+		 * account's queued mail back (the network, the relay, the
+		 * token) is over, so send all of it now, not only what
+		 * its backoff says is due, or it would wait up to hours
+		 * for no reason.  Only this account's: another account's
+		 * relay may still be down, and trying it after every
+		 * message sent here would hammer it; its mail keeps its
+		 * backoff (--queue-due, the timer).  A message that this
+		 * working relay still refuses for itself is tried again
+		 * at most once per message sent, which the send itself
+		 * already bounds.
+		 */
+		if (sp != NULL && submit_queue_has_mail(conf->queue_dir)) {
+			snprintf(acct_arg, sizeof(acct_arg), "--account=%s",
+			    j->acct->name);
+			submit_spawn(conf->explicit_path, "-q", acct_arg);
+		}
 		goto out;
 	}
 	if (!st_retryable(st)) {
@@ -653,9 +685,9 @@ dispatch(struct job *j, int fd, const struct msg_info *info,
 		goto out;
 	}
 	log_info("%s: deferred, queued as %s", first, j->qid);
-	say("queued as %s: %s; it will be retried by `bearmail -q` (run "
-	    "`bearmail -qf` to retry now, or enable the bearmail-queue timer)",
-	    j->qid, why.msg);
+	say("queued as %s: %s; run `bearmail -q` to retry now (the "
+	    "bearmail-queue timer or cron job, and the next message sent, "
+	    "retry it by themselves)", j->qid, why.msg);
 out:
 	spool_close(sp);
 	return st;
@@ -721,7 +753,7 @@ job_init(struct job *j, struct conf *conf, const struct opts *o,
 	j->o = o;
 	j->aliases = al;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	spool_id_make(j->qid, ts.tv_sec, ts.tv_nsec / 1000);
+	envelope_id_make(j->qid, ts.tv_sec, ts.tv_nsec / 1000);
 }
 
 static void
@@ -791,7 +823,7 @@ run_smtp_server(struct conf *conf, const struct opts *o,
 	return EX_OK;
 }
 
-/* ---- the queue: -q, -qI, -qf, -bp ------------------------------------ */
+/* ---- the queue: -q, -qI, -qf, --queue-due, -bp ----------------------- */
 
 static int
 queue_error(const struct conf *conf, const struct errinfo *ei,
@@ -812,17 +844,25 @@ run_queue(const struct conf *conf, const struct opts *o)
 {
 	struct submit_run_opts ro;
 	struct submit_run_stats stats;
+	const struct account *acct = NULL;
 	struct spool *sp = NULL;
 	struct errinfo ei;
 	enum status st;
 
 	st_clear(&ei);
+	/* -a names an account that exists, or it is a typo. */
+	if (o->account != NULL && conf_account(conf, o->account, &acct, &ei)
+	    != ST_OK) {
+		say("%s", ei.msg);
+		return st_exitcode(ei.st);
+	}
 	if (spool_open(&sp, conf->queue_dir, SPOOL_CREATE, &ei) != ST_OK)
 		return queue_error(conf, &ei, "deliver");
 	memset(&ro, 0, sizeof(ro));
 	ro.conf = conf;
 	ro.only_id = o->qid;
-	ro.all = o->qall;
+	ro.only_account = acct != NULL ? acct->name : NULL;
+	ro.due_only = o->qdue;
 	st = submit_run(sp, &ro, &stats, &ei);
 	submit_close_all();
 	spool_close(sp);

@@ -12,16 +12,32 @@
  * The socket is non-blocking from birth: every wait is a poll() against a
  * CLOCK_MONOTONIC deadline, and sends use MSG_NOSIGNAL so that a peer
  * that went away costs an EPIPE, never a SIGPIPE.
+ *
+ * TLS session cache (conn_opts.tls_cache_dir, state_dir/tls).  Each file
+ * holds the serialized TLS session of one (host as configured, port)
+ * pair, and with it that session's MASTER SECRET: whoever reads it can
+ * decrypt the recorded traffic of that session and of the sessions that
+ * resume it.  Hence: a 0700 directory and 0600 files, ours; anything
+ * else (a symlink, not a regular file, another owner, open to group or
+ * others, too big, malformed, for another host, older than
+ * CONN_TLS_CACHE_AGE) is ignored, never followed, and replaced after the
+ * next full handshake.  The cache is an optimization only: no failure in
+ * it ever fails a connection.  Only a fully verified handshake is saved,
+ * and an entry is offered only to the host name it was verified for; a
+ * server that declines it gets a full handshake, verified as always.
  */
 #include "config.h"
 
 #include <sys/types.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -40,10 +56,24 @@
 #define CONN_READ_CHUNK	16384	/* room for one read past a line */
 #define CONN_CLOSE_MS	1000	/* bound on close_notify */
 
+/*
+ * A cached session is offered for a day after the full handshake that
+ * made it, never longer, whatever the server's ticket says: after that
+ * the certificate is verified again (expiry, trust anchors, name).
+ */
+#define CONN_TLS_CACHE_AGE	(24 * 60 * 60)
+#define CONN_TLS_MAGIC		"BMTLSS\0\1"	/* 8 bytes, format 1 */
+#define CONN_TLS_MAGIC_LEN	8
+#define CONN_TLS_NAME_MAX	255
+/* magic, time, host, port and the session, with their lengths */
+#define CONN_TLS_ENTRY_MAX	(CONN_TLS_MAGIC_LEN + 8 + \
+	2 + CONN_TLS_NAME_MAX + 2 + CONN_TLS_NAME_MAX + 4 + TLS_SESSION_MAX)
+
 struct conn {
 	int		 fd;
 	char		*host;
 	char		*port;
+	char		*cache_dir;	/* TLS session cache, or NULL */
 	int		 timeout;
 	bool		 in_auth;	/* the last command carried a secret */
 	size_t		 line_max;
@@ -306,6 +336,11 @@ conn_open(struct conn **out, const struct conn_opts *o, struct errinfo *ei)
 	c->rcap = c->line_max + 2 + CONN_READ_CHUNK;
 	c->host = strdup(o->host);
 	c->port = strdup(o->port);
+	if (o->tls_cache_dir != NULL && *o->tls_cache_dir != '\0' &&
+	    (c->cache_dir = strdup(o->tls_cache_dir)) == NULL) {
+		st = st_errno(ei, ST_SYS, "out of memory");
+		goto fail;
+	}
 	c->rbuf = malloc(c->rcap + 1);
 	c->wbuf = malloc(CONN_WBUF_FLUSH + 1);
 	if (c->host == NULL || c->port == NULL || c->rbuf == NULL ||
@@ -610,6 +645,256 @@ conn_pending(const struct conn *c)
 	return c->rlen + (c->tls != NULL ? tls_pending(c->tls) : 0);
 }
 
+/* --- TLS session cache ----------------------------------------------- */
+
+static void cache_note(const char *, ...)
+    __attribute__((format(printf, 1, 2)));
+
+/* A -v transcript remark about the cache (never the entry's contents). */
+static void
+cache_note(const char *fmt, ...)
+{
+	char note[PATH_MAX + 128];
+	va_list ap;
+
+	if (!log_verbose())
+		return;
+	va_start(ap, fmt);
+	vsnprintf(note, sizeof(note), fmt, ap);
+	va_end(ap);
+	log_wire(LOG_NOTE, note, strlen(note), false);
+}
+
+/*
+ * The entry's path: DIR/HOST_PORT with anything but letters, digits, '.'
+ * and '-' turned into '_' (the host is stored inside and compared, so a
+ * clash only costs a full handshake).  False when there is no room.
+ */
+static bool
+cache_path(const struct conn *c, char *out, size_t outsz)
+{
+	size_t i, n;
+	int w;
+
+	if (strlen(c->host) > CONN_TLS_NAME_MAX ||
+	    strlen(c->port) > CONN_TLS_NAME_MAX)
+		return false;
+	w = snprintf(out, outsz, "%s/%s_%s", c->cache_dir, c->host, c->port);
+	if (w < 0 || (size_t)w >= outsz)
+		return false;
+	n = strlen(c->cache_dir) + 1;
+	for (i = n; out[i] != '\0'; i++) {
+		unsigned char ch = (unsigned char)out[i];
+
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		    (ch >= '0' && ch <= '9') || ch == '-' ||
+		    (ch == '.' && i > n)))
+			out[i] = '_';
+	}
+	return true;
+}
+
+/* Ours, and closed to group and others (the style of token.c). */
+static bool
+cache_stat_ok(const struct stat *sb, const char *path, bool dir)
+{
+	if (dir ? !S_ISDIR(sb->st_mode) : !S_ISREG(sb->st_mode)) {
+		cache_note("TLS session cache: %s is not a %s: ignored", path,
+		    dir ? "directory" : "regular file");
+		return false;
+	}
+	if (sb->st_uid != geteuid()) {
+		cache_note("TLS session cache: %s is not ours: ignored", path);
+		return false;
+	}
+	if ((sb->st_mode & 077) != 0) {
+		cache_note("TLS session cache: %s is open to group or "
+		    "others: ignored", path);
+		return false;
+	}
+	return true;
+}
+
+static bool
+cache_dir_ok(const struct conn *c, bool create)
+{
+	struct stat sb;
+
+	if (create && mkdir(c->cache_dir, 0700) == -1 && errno != EEXIST)
+		return false;
+	if (lstat(c->cache_dir, &sb) == -1)
+		return false;
+	return cache_stat_ok(&sb, c->cache_dir, true);
+}
+
+static uint64_t
+get_be(const unsigned char *p, size_t n)
+{
+	uint64_t v = 0;
+
+	while (n-- > 0)
+		v = v << 8 | *p++;
+	return v;
+}
+
+static void
+put_be(unsigned char *p, uint64_t v, size_t n)
+{
+	while (n-- > 0) {
+		p[n] = v & 0xff;
+		v >>= 8;
+	}
+}
+
+/*
+ * Check a whole entry: magic, age, this host and port, and where the
+ * session lies inside it.  No allocation: *sess points into e.
+ */
+static bool
+cache_parse(const struct conn *c, const unsigned char *e, size_t n,
+    const unsigned char **sess, size_t *sesslen)
+{
+	size_t off = CONN_TLS_MAGIC_LEN, l;
+	uint64_t t;
+	time_t now = time(NULL);
+
+	if (n < off + 8 + 2 || memcmp(e, CONN_TLS_MAGIC, off) != 0)
+		return false;
+	t = get_be(e + off, 8);
+	off += 8;
+	/* A little slack for a clock that was stepped back. */
+	if (now == (time_t)-1 || t > (uint64_t)now + 300 ||
+	    (uint64_t)now - t > CONN_TLS_CACHE_AGE)
+		return false;
+	l = get_be(e + off, 2);
+	off += 2;
+	if (n - off < l + 2 || l != strlen(c->host) ||
+	    memcmp(e + off, c->host, l) != 0)
+		return false;
+	off += l;
+	l = get_be(e + off, 2);
+	off += 2;
+	if (n - off < l + 4 || l != strlen(c->port) ||
+	    memcmp(e + off, c->port, l) != 0)
+		return false;
+	off += l;
+	l = get_be(e + off, 4);
+	off += 4;
+	if (l == 0 || l > TLS_SESSION_MAX || n - off != l)
+		return false;
+	*sess = e + off;
+	*sesslen = l;
+	return true;
+}
+
+/*
+ * Read the entry for c into e (CONN_TLS_ENTRY_MAX bytes); false, with a
+ * transcript note under -v, when there is none fit to use.
+ */
+static bool
+cache_load(const struct conn *c, unsigned char *e, size_t *n)
+{
+	char path[PATH_MAX];
+	struct stat sb;
+	ssize_t r;
+	int fd;
+
+	*n = 0;
+	if (!cache_path(c, path, sizeof(path)) || !cache_dir_ok(c, false))
+		return false;
+	/* O_NOFOLLOW: a planted symlink is never read through. */
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	if (fd == -1) {
+		if (errno != ENOENT)
+			cache_note("TLS session cache: %s: %s: ignored", path,
+			    strerror(errno));
+		return false;
+	}
+	if (fstat(fd, &sb) == -1 || !cache_stat_ok(&sb, path, false) ||
+	    sb.st_size > CONN_TLS_ENTRY_MAX)
+		goto bad;
+	while (*n < CONN_TLS_ENTRY_MAX) {
+		r = read(fd, e + *n, CONN_TLS_ENTRY_MAX - *n);
+		if (r == 0)
+			break;
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			goto bad;
+		}
+		*n += (size_t)r;
+	}
+	close(fd);
+	return true;
+ bad:
+	close(fd);
+	st_wipe(e, *n);
+	*n = 0;
+	return false;
+}
+
+/*
+ * Save the session of the handshake just made: temporary file, fsync,
+ * rename over the old entry (a symlink there is replaced, not followed),
+ * fsync of the directory.  Best effort, silent but for -v notes.
+ */
+static void
+cache_save(struct conn *c)
+{
+	char path[PATH_MAX], tmp[PATH_MAX];
+	unsigned char *e = NULL, *sess = NULL;
+	size_t sesslen = 0, n = 0, hl, pl;
+	time_t now = time(NULL);
+	int fd, w;
+
+	if (now == (time_t)-1 || !cache_path(c, path, sizeof(path)) ||
+	    !cache_dir_ok(c, true))
+		return;
+	w = snprintf(tmp, sizeof(tmp), "%s.tmpXXXXXX", path);
+	if (w < 0 || (size_t)w >= sizeof(tmp))
+		return;
+	if (tls_session_export(c->tls, &sess, &sesslen, NULL) != ST_OK)
+		return;
+	hl = strlen(c->host);
+	pl = strlen(c->port);
+	n = CONN_TLS_MAGIC_LEN + 8 + 2 + hl + 2 + pl + 4 + sesslen;
+	if ((e = malloc(n)) == NULL)
+		goto done;
+	memcpy(e, CONN_TLS_MAGIC, CONN_TLS_MAGIC_LEN);
+	put_be(e + CONN_TLS_MAGIC_LEN, (uint64_t)now, 8);
+	put_be(e + CONN_TLS_MAGIC_LEN + 8, hl, 2);
+	memcpy(e + CONN_TLS_MAGIC_LEN + 10, c->host, hl);
+	put_be(e + CONN_TLS_MAGIC_LEN + 10 + hl, pl, 2);
+	memcpy(e + CONN_TLS_MAGIC_LEN + 12 + hl, c->port, pl);
+	put_be(e + CONN_TLS_MAGIC_LEN + 12 + hl + pl, sesslen, 4);
+	memcpy(e + CONN_TLS_MAGIC_LEN + 16 + hl + pl, sess, sesslen);
+	/* mkstemp: O_EXCL and mode 0600. */
+	if ((fd = mkstemp(tmp)) == -1)
+		goto done;
+	if (fchmod(fd, 0600) == -1 ||
+	    xio_write_all(fd, e, n, ST_CANTCREAT, tmp, NULL) != ST_OK ||
+	    fsync(fd) == -1) {
+		(void)close(fd);
+		(void)unlink(tmp);
+		goto done;
+	}
+	if (close(fd) == -1 || rename(tmp, path) == -1) {
+		(void)unlink(tmp);
+		goto done;
+	}
+	(void)xio_fsync_dir(c->cache_dir, NULL);
+	cache_note("TLS session saved for resumption");
+ done:
+	if (e != NULL) {
+		st_wipe(e, n);
+		free(e);
+	}
+	if (sess != NULL) {
+		st_wipe(sess, sesslen);
+		free(sess);
+	}
+}
+
 /* --- TLS -------------------------------------------------------------- */
 
 enum status
@@ -636,7 +921,33 @@ conn_starttls(struct conn *c, struct tls_ctx *ctx, struct errinfo *ei)
 		st_wipe(c->rbuf, c->roff + c->rlen);
 		c->roff = c->rlen = 0;
 	}
-	if ((st = tls_start(&c->tls, ctx, &c->io, c->host, ei)) != ST_OK)
+	if (c->cache_dir != NULL) {
+		unsigned char *e;
+		const unsigned char *sess = NULL;
+		size_t n = 0, sesslen = 0;
+
+		if ((e = malloc(CONN_TLS_ENTRY_MAX)) == NULL)
+			return st_errno(ei, ST_SYS, "out of memory");
+		if (cache_load(c, e, &n) && !cache_parse(c, e, n, &sess,
+		    &sesslen)) {
+			cache_note("TLS session cache entry for %s port %s "
+			    "is stale or malformed, or for another host: "
+			    "ignored", c->host, c->port);
+			sess = NULL;
+			sesslen = 0;
+		}
+		st = tls_start_resume(&c->tls, ctx, &c->io, c->host, sess,
+		    sesslen, ei);
+		st_wipe(e, n);
+		free(e);
+		if (st != ST_OK)
+			return st;
+		if (tls_resumed(c->tls))
+			cache_note("TLS session resumed");
+		else
+			cache_save(c);
+	} else if ((st = tls_start(&c->tls, ctx, &c->io, c->host, ei)) !=
+	    ST_OK)
 		return st;
 	if (log_verbose()) {
 		struct tls_info info;
@@ -691,5 +1002,6 @@ conn_close(struct conn *c)
 	free(c->wbuf);
 	free(c->host);
 	free(c->port);
+	free(c->cache_dir);
 	free(c);
 }

@@ -36,6 +36,9 @@ struct conn_opts {
 	int timeout;		/* seconds per operation, > 0 */
 	size_t line_max;	/* longest line conn_readline() accepts; 0: CONN_LINE_MAX */
 	const char *bind_addr;	/* local source address, or NULL (tests) */
+	const char *tls_cache_dir; /* directory of saved TLS sessions
+				   (STATE_DIR/tls), or NULL: no resumption;
+				   see conn_starttls() */
 };
 
 /*
@@ -62,6 +65,13 @@ enum status conn_open(struct conn **out, const struct conn_opts *o,
  * Fails with ST_TLS (the text says what failed: expired, wrong name,
  * unknown issuer...), ST_NET or ST_TIMEOUT.  ctx must outlive c.
  * After a failure c is still plain; the caller should close it.
+ *
+ * With tls_cache_dir set at open, the session saved there for exactly
+ * this host and port (if fit: ours, mode 0600, less than a day old) is
+ * offered for resumption, and the session of a full, verified handshake
+ * is saved there (mode 0600, created atomically; the directory is made
+ * 0700 if missing).  The entries hold master secrets.  Cache trouble is
+ * never an error: it only costs a full handshake.
  */
 enum status conn_starttls(struct conn *c, struct tls_ctx *ctx,
     struct errinfo *ei);

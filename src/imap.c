@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "buf.h"
+#include "conf.h"
 #include "conn.h"
 #include "imap.h"
 #include "log.h"
@@ -978,18 +979,6 @@ fail:
 	return st;
 }
 
-static bool
-peer_loopback(const struct imap *im)
-{
-	const char *p = conn_peer(im->c);
-
-	if (p == NULL)
-		return false;
-	if (strncasecmp(p, "::ffff:", 7) == 0)
-		p += 7;
-	return strncmp(p, "127.", 4) == 0 || strcmp(p, "::1") == 0;
-}
-
 static enum status
 imap_secret_line(struct imap *im, const struct buf *b, struct errinfo *ei)
 {
@@ -1021,7 +1010,7 @@ imap_auth(struct imap *im, enum auth_mech mech, const char *user,
 	if (!im->usable)
 		return st_error(ei, ST_NET, "%s: IMAP session no longer usable",
 		    im->host);
-	if (!conn_is_tls(im->c) && !peer_loopback(im))
+	if (!conn_is_tls(im->c) && !conf_is_loopback(conn_peer(im->c)))
 		return st_error(ei, ST_TLS, "refusing to send credentials to "
 		    "%s over a connection without TLS", im->host);
 	snprintf(capname, sizeof(capname), "AUTH=%s", name);

@@ -49,6 +49,16 @@ oauth_json_free(void *p)
 	free(p);
 }
 
+const char *
+oauth_http_version(void)
+{
+	static char v[64];
+
+	snprintf(v, sizeof(v), "libcurl %s",
+	    curl_version_info(CURLVERSION_NOW)->version);
+	return v;
+}
+
 void
 oauth_init(void)
 {

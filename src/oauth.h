@@ -56,6 +56,9 @@
  */
 void oauth_init(void);
 
+/* "libcurl 7.88.1": the HTTP library this program runs with.  Static. */
+const char *oauth_http_version(void);
+
 /* ---- pure functions ---- */
 
 /*

@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "buf.h"
+#include "conf.h"
 #include "conn.h"
 #include "log.h"
 #include "pop3.h"
@@ -397,18 +398,6 @@ fail:
 	return st;
 }
 
-static bool
-peer_loopback(const struct pop3 *p)
-{
-	const char *a = conn_peer(p->c);
-
-	if (a == NULL)
-		return false;
-	if (strncasecmp(a, "::ffff:", 7) == 0)
-		a += 7;
-	return strncmp(a, "127.", 4) == 0 || strcmp(a, "::1") == 0;
-}
-
 static enum status
 secret_line(struct pop3 *p, const struct buf *b, struct errinfo *ei)
 {
@@ -440,7 +429,7 @@ pop3_auth(struct pop3 *p, enum auth_mech mech, const char *user,
 	if (!p->usable)
 		return st_error(ei, ST_NET, "%s: POP3 session no longer usable",
 		    p->host);
-	if (!conn_is_tls(p->c) && !peer_loopback(p))
+	if (!conn_is_tls(p->c) && !conf_is_loopback(conn_peer(p->c)))
 		return st_error(ei, ST_TLS, "refusing to send credentials to "
 		    "%s over a connection without TLS", p->host);
 	/* Servers without CAPA may still take AUTH: only a list we know

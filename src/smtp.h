@@ -63,6 +63,8 @@ struct smtp_opts {
 	struct tls_ctx *tls_ctx; /* trust anchors; required unless
 				   tls is TLSM_NONE; not owned */
 	const char *bind_addr;	/* local source address, or NULL */
+	const char *tls_cache_dir; /* TLS session cache directory
+				   (conn_opts.tls_cache_dir), or NULL */
 };
 
 /*

@@ -37,6 +37,9 @@
 #include "conn.h"
 #include "cred.h"
 #include "log.h"
+#include "login.h"
+#include "maildrop.h"
+#include "notice.h"
 #include "smtp.h"
 #include "spool.h"
 #include "submit.h"
@@ -51,6 +54,7 @@ struct submit_sess {
 	const struct account *acct;
 	struct smtp_opts so;
 	char *ehlo;
+	char *tlsdir;			/* STATE_DIR/tls: session cache */
 	struct smtp *s;
 	unsigned ntrans;		/* transactions on this connection */
 	char relay[RELAY_MAX];
@@ -151,22 +155,11 @@ get_ctx(const char *ca_file, struct tls_ctx **out, struct errinfo *ei)
 	return ST_OK;
 }
 
-/* QUIT without waiting for 221: the message is already the server's. */
-static void
-quick_quit(struct smtp *s)
-{
-	struct conn *c;
-
-	if (s == NULL || !smtp_usable(s) || (c = smtp_conn(s)) == NULL)
-		return;
-	if (conn_cmd(c, false, NULL, "QUIT") == ST_OK)
-		conn_flush(c, NULL);
-}
-
 static void
 sess_drop(struct submit_sess *ss)
 {
-	quick_quit(ss->s);
+	if (ss->s != NULL && smtp_usable(ss->s))
+		(void)smtp_quit(ss->s, NULL);	/* bounded to a second */
 	smtp_close(ss->s);
 	ss->s = NULL;
 	ss->ntrans = 0;
@@ -185,52 +178,61 @@ sess_open(struct submit_sess *ss, struct errinfo *ei)
 	return ST_OK;
 }
 
+/* login.h's reopen: a new session for ss in place of the old one. */
+static enum status
+sess_reopen(void *arg, void **sess, struct errinfo *ei)
+{
+	struct submit_sess *ss = arg;
+	enum status st;
+
+	sess_drop(ss);
+	st = sess_open(ss, ei);
+	*sess = ss->s;
+	return st;
+}
+
+/* login.h's credential getter: the token store, or bearmail-auth. */
+static enum status
+sess_cred(void *arg, bool refresh, char **secret, struct errinfo *ei)
+{
+	struct submit_sess *ss = arg;
+
+	return cred_get(ss->conf, ss->acct, refresh, secret, ei);
+}
+
+static enum status
+sess_auth(void *s, enum auth_mech mech, const char *user, const char *secret,
+    bool *rejected, struct errinfo *ei)
+{
+	return smtp_auth(s, mech, user, secret, rejected, ei);
+}
+
+static bool
+sess_usable(void *s)
+{
+	return smtp_usable(s);
+}
+
 /*
  * Authenticate the fresh session ss->s, with one forced refresh and one
- * retry when the server refuses the token (on the same session while it
- * is usable, else on a new one).
+ * retry when the server refuses the token (login.h).
  */
 static enum status
 authenticate(struct submit_sess *ss, struct errinfo *ei)
 {
 	const struct account *a = ss->acct;
-	const char *user = a->impersonate != NULL ? a->impersonate : a->user;
-	char *secret = NULL;
-	bool rejected = false;
-	struct errinfo e;
-	enum status st;
+	struct login l;
+	void *s = ss->s;
 
-	if ((st = cred_get(ss->conf, a, false, &secret, ei)) != ST_OK)
-		return st;
-	st_clear(&e);
-	st = smtp_auth(ss->s, a->auth, user, secret, &rejected, &e);
-	cred_free(secret);
-	secret = NULL;
-	if (st == ST_OK)
-		return ST_OK;
-	if (st != ST_AUTH || !rejected)
-		return pass_on(ei, &e);
-
-	note("token refused: refreshing it once");
-	if ((st = cred_get(ss->conf, a, true, &secret, ei)) != ST_OK)
-		return st;
-	st_clear(&e);
-	if (!smtp_usable(ss->s)) {
-		sess_drop(ss);
-		if ((st = sess_open(ss, &e)) != ST_OK)
-			goto out;
-	}
-	st = smtp_auth(ss->s, a->auth, user, secret, NULL, &e);
-	if ((st == ST_NET || st == ST_TEMPFAIL) && !smtp_usable(ss->s)) {
-		/* The server hung up after the refusal: a new session. */
-		sess_drop(ss);
-		st_clear(&e);
-		if ((st = sess_open(ss, &e)) == ST_OK)
-			st = smtp_auth(ss->s, a->auth, user, secret, NULL, &e);
-	}
-out:
-	cred_free(secret);
-	return st == ST_OK ? ST_OK : pass_on(ei, &e);
+	memset(&l, 0, sizeof(l));
+	l.mech = a->auth;
+	l.user = a->impersonate != NULL ? a->impersonate : a->user;
+	l.auth = sess_auth;
+	l.usable = sess_usable;
+	l.reopen = sess_reopen;
+	l.cred = sess_cred;
+	l.arg = ss;
+	return login_run(&l, &s, NULL, ei);
 }
 
 /* (Re)connect and authenticate ss. */
@@ -268,8 +270,17 @@ submit_session(struct submit_sess **out, const struct conf *conf,
 			return st;
 		if ((ss = calloc(1, sizeof(*ss))) == NULL)
 			return st_errno(ei, ST_SYS, "out of memory");
-		if (ehlo_name != NULL &&
-		    (ss->ehlo = strdup(ehlo_name)) == NULL) {
+		/* Resume TLS sessions across runs (conn.h): STATE_DIR/tls. */
+		if (a->smtp.tls != TLSM_NONE && conf->state_dir != NULL &&
+		    (ss->tlsdir = malloc(strlen(conf->state_dir) + 5)) != NULL)
+			snprintf(ss->tlsdir, strlen(conf->state_dir) + 5,
+			    "%s/tls", conf->state_dir);
+		if ((ehlo_name != NULL &&
+		    (ss->ehlo = strdup(ehlo_name)) == NULL) ||
+		    (a->smtp.tls != TLSM_NONE && conf->state_dir != NULL &&
+		    ss->tlsdir == NULL)) {
+			free(ss->tlsdir);
+			free(ss->ehlo);
 			free(ss);
 			return st_errno(ei, ST_SYS, "out of memory");
 		}
@@ -281,6 +292,7 @@ submit_session(struct submit_sess **out, const struct conf *conf,
 		ss->so.timeout = a->timeout;
 		ss->so.ehlo_name = ss->ehlo;
 		ss->so.tls_ctx = ctx;
+		ss->so.tls_cache_dir = ss->tlsdir;
 		snprintf(ss->relay, sizeof(ss->relay), "%s:%u", a->smtp.host,
 		    a->smtp.port);
 		ss->next = sessions;
@@ -365,6 +377,7 @@ submit_close_all(void)
 		next = ss->next;
 		sess_drop(ss);
 		free(ss->ehlo);
+		free(ss->tlsdir);
 		free(ss);
 	}
 	sessions = NULL;
@@ -446,29 +459,29 @@ enum status
 submit_enqueue(struct spool *sp, struct submit_msg *m, int fd,
     const struct errinfo *why, struct errinfo *ei)
 {
-	struct spool_env env;
-	char id[SPOOL_ID_SIZE];
+	struct envelope env;
+	char id[ENVELOPE_ID_SIZE];
 	enum status st;
 	size_t i;
 
-	spool_env_init(&env);
-	if ((st = spool_env_set(&env, m->acct->name, m->sender, ei)) != ST_OK ||
-	    (st = spool_env_set_envid(&env, m->envid, ei)) != ST_OK)
+	envelope_init(&env);
+	if ((st = envelope_set(&env, m->acct->name, m->sender, ei)) != ST_OK ||
+	    (st = envelope_set_envid(&env, m->envid, ei)) != ST_OK)
 		goto out;
 	for (i = 0; i < m->nrcpts; i++)
-		if ((st = spool_env_add_rcpt(&env, m->rcpts[i], ei)) != ST_OK)
+		if ((st = envelope_add_rcpt(&env, m->rcpts[i], ei)) != ST_OK)
 			goto out;
 	/* enum smtp_body and enum smtp_ret share the spool's order. */
-	env.body = (enum spool_body)m->body;
+	env.body = (enum envelope_body)m->body;
 	env.smtputf8 = m->smtputf8;
 	env.notify = m->notify;
-	env.ret = (enum spool_ret)m->ret;
+	env.ret = (enum envelope_ret)m->ret;
 	if (lseek(fd, 0, SEEK_SET) != 0) {
 		st = st_errno(ei, ST_SYS, "rewinding the message");
 		goto out;
 	}
 	if (sp == NULL) {
-		if ((st = spool_submit_drop(submit_drop_program(), &env, fd,
+		if ((st = maildrop_submit(submit_drop_program(), &env, fd,
 		    m->acct->timeout, id, ei)) == ST_OK)
 			memcpy(m->id, id, sizeof(id));
 		goto out;
@@ -490,7 +503,7 @@ out:
 		    sp == NULL ? " through the maildrop" : "");
 	else
 		st_context(ei, "could not queue the message");
-	spool_env_free(&env);
+	envelope_free(&env);
 	return st;
 }
 
@@ -521,7 +534,7 @@ submit_queue_has_mail(const char *queue_dir)
 }
 
 void
-submit_spawn(const char *config, const char *arg)
+submit_spawn(const char *config, const char *arg, const char *arg2)
 {
 	char self[PATH_MAX];
 	ssize_t n;
@@ -551,9 +564,10 @@ submit_spawn(const char *config, const char *arg)
 			for (fd = 3; fd < 1024; fd++)
 				close(fd);
 		if (config != NULL)
-			execl(self, "bearmail", "-C", config, arg, (char *)NULL);
+			execl(self, "bearmail", "-C", config, arg, arg2,
+			    (char *)NULL);
 		else
-			execl(self, "bearmail", arg, (char *)NULL);
+			execl(self, "bearmail", arg, arg2, (char *)NULL);
 		_exit(127);
 	}
 	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
@@ -575,14 +589,14 @@ struct run {
 	struct errinfo acct_ei;		/* set: the account is unreachable
 					   for the rest of this run */
 	/* Failure notices queued by this run, for a second pass. */
-	char (*notices)[SPOOL_ID_SIZE];
+	char (*notices)[ENVELOPE_ID_SIZE];
 	size_t nnotices;
 };
 
 static void
 acct_fail(struct run *r, const struct errinfo *e)
 {
-	char prefix[SPOOL_ACCOUNT_MAX + 16];
+	char prefix[ENVELOPE_ACCOUNT_MAX + 16];
 	const char *msg = e->msg;
 
 	pass_on(&r->acct_ei, e);
@@ -601,7 +615,7 @@ acct_fail(struct run *r, const struct errinfo *e)
 
 /* Switch to the account of env; when it is unknown, acct_ei says so. */
 static void
-set_account(struct run *r, const struct spool_env *env)
+set_account(struct run *r, const struct envelope *env)
 {
 	struct errinfo e;
 
@@ -626,10 +640,10 @@ set_account(struct run *r, const struct spool_env *env)
 
 static void
 log_rcpts(struct spool_msg *m, const size_t *idx, size_t n,
-    const char *relay, double t0, enum spool_rcpt_state state,
+    const char *relay, double t0, enum envelope_rcpt_state state,
     const char *status, const char *text)
 {
-	struct spool_env *env = spool_msg_env(m);
+	struct envelope *env = spool_msg_env(m);
 	size_t k;
 
 	for (k = 0; k < n; k++) {
@@ -649,7 +663,7 @@ static enum status
 try_rcpts(struct run *r, struct spool_msg *m, const size_t *idx, size_t n,
     size_t *accepted, size_t *naccepted, struct buf *reason)
 {
-	struct spool_env *env = spool_msg_env(m);
+	struct envelope *env = spool_msg_env(m);
 	struct smtp_envelope se;
 	struct smtp_result res;
 	const char **rcpts;
@@ -683,8 +697,8 @@ try_rcpts(struct run *r, struct spool_msg *m, const size_t *idx, size_t n,
 		goto fail;
 	st = submit_send(r->ss, &se, fd, &res, &e);
 	if (st == ST_OK) {
-		log_rcpts(m, idx, n, submit_relay(r->ss), t0, SPOOL_RCPT_DONE,
-		    "sent", res.text);
+		log_rcpts(m, idx, n, submit_relay(r->ss), t0,
+		    ENVELOPE_RCPT_DONE, "sent", res.text);
 		goto out;
 	}
 	if (res.dot_sent && (st == ST_NET || st == ST_TIMEOUT))
@@ -706,12 +720,12 @@ try_rcpts(struct run *r, struct spool_msg *m, const size_t *idx, size_t n,
 				    e.msg;
 
 				log_rcpts(m, &idx[k], 1, submit_relay(r->ss),
-				    t0, SPOOL_RCPT_PENDING, "deferred", t);
+				    t0, ENVELOPE_RCPT_PENDING, "deferred", t);
 				if (reason->len == 0)
 					buf_add(reason, t, strlen(t), NULL);
 			} else
 				log_rcpts(m, &idx[k], 1, submit_relay(r->ss),
-				    t0, SPOOL_RCPT_FAILED, "bounced",
+				    t0, ENVELOPE_RCPT_FAILED, "bounced",
 				    rr->text);
 		}
 		goto out;
@@ -719,7 +733,7 @@ try_rcpts(struct run *r, struct spool_msg *m, const size_t *idx, size_t n,
 fail:
 	if (st_retryable(st)) {
 		log_rcpts(m, idx, n, submit_relay(r->ss), t0,
-		    SPOOL_RCPT_PENDING, "deferred", e.msg);
+		    ENVELOPE_RCPT_PENDING, "deferred", e.msg);
 		if (reason->len == 0)
 			buf_add(reason, e.msg, strlen(e.msg), NULL);
 		/* No transaction at all: the server is out of reach. */
@@ -728,7 +742,7 @@ fail:
 			acct_fail(r, &e);
 	} else
 		log_rcpts(m, idx, n, submit_relay(r->ss), t0,
-		    SPOOL_RCPT_FAILED, "bounced", e.msg);
+		    ENVELOPE_RCPT_FAILED, "bounced", e.msg);
 out:
 	if (fd >= 0)
 		close(fd);
@@ -741,7 +755,7 @@ out:
 static void
 attempt(struct run *r, struct spool_msg *m, struct buf *reason)
 {
-	struct spool_env *env = spool_msg_env(m);
+	struct envelope *env = spool_msg_env(m);
 	size_t *idx = NULL, *acc = NULL, n = 0, nacc = 0, nacc2, i;
 	char relay[RELAY_MAX];
 	struct errinfo e;
@@ -754,7 +768,7 @@ attempt(struct run *r, struct spool_msg *m, struct buf *reason)
 		goto out;
 	}
 	for (i = 0; i < env->nrcpts; i++)
-		if (env->rcpts[i].state == SPOOL_RCPT_PENDING)
+		if (env->rcpts[i].state == ENVELOPE_RCPT_PENDING)
 			idx[n++] = i;
 	if (r->acct_ei.st == ST_OK && r->ss == NULL &&
 	    submit_session(&r->ss, r->o->conf, r->acct,
@@ -763,7 +777,7 @@ attempt(struct run *r, struct spool_msg *m, struct buf *reason)
 	if (r->acct_ei.st != ST_OK) {
 		log_rcpts(m, idx, n, relay_of(r->ss, r->acct, relay,
 		    sizeof(relay)), t0,
-		    SPOOL_RCPT_PENDING, "deferred", r->acct_ei.msg);
+		    ENVELOPE_RCPT_PENDING, "deferred", r->acct_ei.msg);
 		buf_add(reason, r->acct_ei.msg, strlen(r->acct_ei.msg), NULL);
 		goto out;
 	}
@@ -781,16 +795,16 @@ out:
 static void
 notify(struct run *r, struct spool_msg *m)
 {
-	struct spool_env *env = spool_msg_env(m), nenv;
-	struct spool_notice_opts no;
+	struct envelope *env = spool_msg_env(m), nenv;
+	struct notice_opts no;
 	struct buf orig, out;
 	struct errinfo e;
 	void *grown;
 	bool complete = false, none = true;
 
-	spool_env_init(&nenv);
+	envelope_init(&nenv);
 	buf_init(&orig, NOTICE_BODY_MAX + 1);
-	buf_init(&out, SPOOL_MSG_MAX);
+	buf_init(&out, ENVELOPE_MSG_MAX);
 	st_clear(&e);
 	memset(&no, 0, sizeof(no));
 	no.to = r->o->conf->bounce_to;
@@ -798,7 +812,7 @@ notify(struct run *r, struct spool_msg *m)
 	no.now = r->now;
 	no.max_age = r->o->conf->max_queue_age;
 	if (spool_body_read(m, NOTICE_BODY_MAX, &orig, &complete, &e) != ST_OK ||
-	    spool_notice(env, orig.data != NULL ? orig.data : "", orig.len,
+	    notice_compose(env, orig.data != NULL ? orig.data : "", orig.len,
 	    complete, &no, &nenv, &out, &none, &e) != ST_OK) {
 		log_err("%s: no failure notice: %s", env->id, e.msg);
 		goto out;
@@ -813,13 +827,13 @@ notify(struct run *r, struct spool_msg *m)
 	    nenv.id);
 	if (r->stats != NULL)
 		r->stats->notices++;
-	grown = realloc(r->notices, (r->nnotices + 1) * SPOOL_ID_SIZE);
+	grown = realloc(r->notices, (r->nnotices + 1) * ENVELOPE_ID_SIZE);
 	if (grown != NULL) {
 		r->notices = grown;
-		memcpy(r->notices[r->nnotices++], nenv.id, SPOOL_ID_SIZE);
+		memcpy(r->notices[r->nnotices++], nenv.id, ENVELOPE_ID_SIZE);
 	}
 out:
-	spool_env_free(&nenv);
+	envelope_free(&nenv);
 	buf_free(&orig);
 	buf_free(&out);
 }
@@ -828,13 +842,13 @@ out:
 static void
 settle(struct run *r, struct spool_msg *m, const char *reason)
 {
-	struct spool_env *env = spool_msg_env(m);
+	struct envelope *env = spool_msg_env(m);
 	struct submit_run_stats *stats = r->stats;
 	struct errinfo e;
 	char why[256];
 
 	st_clear(&e);
-	if (spool_pending(env) > 0 &&
+	if (envelope_pending(env) > 0 &&
 	    spool_expired(env, r->now, r->o->conf->max_queue_age)) {
 		snprintf(why, sizeof(why), "message expired: not delivered "
 		    "within %lld seconds of its arrival (max_queue_age)%s%s",
@@ -844,7 +858,7 @@ settle(struct run *r, struct spool_msg *m, const char *reason)
 		log_info("%s: %s", env->id, why);
 		spool_fail_pending(m, why, NULL);
 	}
-	if (spool_pending(env) > 0) {
+	if (envelope_pending(env) > 0) {
 		if (spool_defer(m, r->now, reason != NULL && *reason != '\0' ?
 		    reason : NULL, &e) != ST_OK)
 			log_err("%s: cannot record the attempt: %s", env->id,
@@ -853,7 +867,7 @@ settle(struct run *r, struct spool_msg *m, const char *reason)
 			stats->deferred++;
 		return;
 	}
-	if (spool_failed(env) > 0) {
+	if (envelope_failed(env) > 0) {
 		if (spool_commit(m, &e) != ST_OK) {
 			log_err("%s: %s", env->id, e.msg);
 			return;
@@ -864,7 +878,7 @@ settle(struct run *r, struct spool_msg *m, const char *reason)
 		log_err("%s: %s", env->id, e.msg);
 		return;
 	}
-	if (spool_failed(env) > 0) {
+	if (envelope_failed(env) > 0) {
 		log_info("%s: moved to failed/", env->id);
 		if (stats != NULL)
 			stats->failed++;
@@ -876,13 +890,16 @@ settle(struct run *r, struct spool_msg *m, const char *reason)
 }
 
 static bool
-wanted(const struct run *r, const char *id, char (*only)[SPOOL_ID_SIZE],
-    size_t nonly)
+wanted(const struct run *r, const char *id, const char *account,
+    char (*only)[ENVELOPE_ID_SIZE], size_t nonly)
 {
 	size_t i;
 
 	if (only == NULL)
-		return r->o->only_id == NULL || strcmp(id, r->o->only_id) == 0;
+		return (r->o->only_id == NULL ||
+		    strcmp(id, r->o->only_id) == 0) &&
+		    (r->o->only_account == NULL ||
+		    strcmp(account, r->o->only_account) == 0);
 	for (i = 0; i < nonly; i++)
 		if (strcmp(only[i], id) == 0)
 			return true;
@@ -891,7 +908,7 @@ wanted(const struct run *r, const char *id, char (*only)[SPOOL_ID_SIZE],
 
 /* One pass over the queue; only: these IDs (due or not), else as o says. */
 static enum status
-run_pass(struct run *r, char (*only)[SPOOL_ID_SIZE], size_t nonly,
+run_pass(struct run *r, char (*only)[ENVELOPE_ID_SIZE], size_t nonly,
     bool *found, struct errinfo *ei)
 {
 	struct spool_list list = { NULL, 0 };
@@ -902,15 +919,16 @@ run_pass(struct run *r, char (*only)[SPOOL_ID_SIZE], size_t nonly,
 	enum status st;
 	size_t i;
 
-	if (only != NULL || r->o->only_id != NULL || r->o->all)
+	if (only != NULL || r->o->only_id != NULL || !r->o->due_only)
 		flags = 0;
 	if ((st = spool_scan(r->sp, r->now, flags, &list, ei)) != ST_OK)
 		return st;
-	buf_init(&reason, SPOOL_TEXT_MAX);
+	buf_init(&reason, ENVELOPE_TEXT_MAX);
 	for (i = 0; i < list.n; i++) {
 		struct spool_entry *en = &list.v[i];
 
-		if (en->drop || !wanted(r, en->env.id, only, nonly))
+		if (en->drop || !wanted(r, en->env.id, en->env.account, only,
+		    nonly))
 			continue;
 		*found = true;
 		st_clear(&e);
@@ -927,7 +945,7 @@ run_pass(struct run *r, char (*only)[SPOOL_ID_SIZE], size_t nonly,
 			r->stats->tried++;
 		set_account(r, spool_msg_env(m));
 		buf_reset(&reason);
-		if (spool_pending(spool_msg_env(m)) > 0)
+		if (envelope_pending(spool_msg_env(m)) > 0)
 			attempt(r, m, &reason);
 		settle(r, m, reason.data);
 		spool_release(m);
@@ -956,7 +974,7 @@ submit_run(struct spool *sp, const struct submit_run_opts *o,
 	r.stats = stats;
 	st_clear(&r.acct_ei);
 	st_clear(&e);
-	if (spool_import_maildrop(sp, r.now, &n, &e) != ST_OK)
+	if (maildrop_import(sp, r.now, &n, &e) != ST_OK)
 		log_err("maildrop: %s", e.msg);
 	if (stats != NULL)
 		stats->imported = n;

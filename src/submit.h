@@ -93,7 +93,7 @@ void submit_log(const char *id, const char *rcpt, const char *relay,
 
 /* A message as the sendmail interface submits it.  Nothing is owned. */
 struct submit_msg {
-	char *id;			/* SPOOL_ID_SIZE bytes: the log ID,
+	char *id;			/* ENVELOPE_ID_SIZE bytes: the log ID,
 					   replaced by the queue ID when the
 					   message is queued */
 	const struct account *acct;
@@ -146,10 +146,11 @@ bool submit_queue_has_mail(const char *queue_dir);
 /*
  * Run this program again (/proc/self/exe) as a detached background
  * process in its own session, with standard descriptors on /dev/null:
- * "bearmail [-C config] arg".  Returns at once; failures are silent
- * (the queue is durable, a later run will do the work).
+ * "bearmail [-C config] arg [arg2]" (arg2 may be NULL).  Returns at
+ * once; failures are silent (the queue is durable, a later run will do
+ * the work).
  */
-void submit_spawn(const char *config, const char *arg);
+void submit_spawn(const char *config, const char *arg, const char *arg2);
 
 /* ------------------------------------------------------------------ */
 /* The queue runner                                                     */
@@ -157,7 +158,10 @@ void submit_spawn(const char *config, const char *arg);
 struct submit_run_opts {
 	const struct conf *conf;
 	const char *only_id;	/* -qI: this message only, due or not */
-	bool all;		/* -qf: every message, due or not */
+	const char *only_account; /* -q -a NAME: this account's messages
+				   only; NULL: every account */
+	bool due_only;		/* --queue-due: only messages whose next
+				   try has come (backoff); else all */
 	time_t now;		/* 0: time(NULL) */
 };
 
@@ -173,8 +177,9 @@ struct submit_run_stats {
 
 /*
  * Deliver the queue sp (opened with SPOOL_CREATE): import the maildrop,
- * clean tmp/, then every due message (o->all: every message; o->only_id:
- * that one) account by account, one session per account; then the
+ * clean tmp/, then every message (o->due_only: only those due;
+ * o->only_id: that one; o->only_account: that account's) account by
+ * account, one session per account; then the
  * failure notices this run queued.  Per message: a claim (a message
  * another runner holds is skipped), a transaction for the pending
  * recipients (when some recipients are refused, the accepted ones get

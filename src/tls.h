@@ -17,6 +17,7 @@
 #ifndef BEARMAIL_TLS_H
 #define BEARMAIL_TLS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -60,6 +61,39 @@ struct tls_io {
 enum status tls_start(struct tls **out, struct tls_ctx *ctx, struct tls_io *io,
     const char *host, struct errinfo *ei);
 
+/*
+ * Longest serialized session tls_session_export() makes and callers need
+ * to accept (the session holds the server's certificate).
+ */
+#define TLS_SESSION_MAX	(32 * 1024)
+
+/*
+ * tls_start(), offering the session saved[0..savedlen) from
+ * tls_session_export() for resumption (RFC 5077 tickets or RFC 5246
+ * session IDs).  saved may be NULL.  A session that does not load, or
+ * that the server declines, only means a full handshake, verified as in
+ * tls_start().  When the server accepts it, no certificate is sent: the
+ * server proves it holds the master secret of the session verified
+ * earlier, which is TLS's own guarantee for resumption.  The caller must
+ * therefore offer a session only to the host name it was verified for.
+ * saved is not kept; the caller wipes it.
+ */
+enum status tls_start_resume(struct tls **out, struct tls_ctx *ctx,
+    struct tls_io *io, const char *host, const uint8_t *saved,
+    size_t savedlen, struct errinfo *ei);
+
+/* True if the handshake of t resumed an offered session. */
+bool tls_resumed(const struct tls *t);
+
+/*
+ * The session of t, serialized for a later tls_start_resume(): *blob is
+ * malloc'd, *len bytes (at most TLS_SESSION_MAX).  It holds the master
+ * secret: the caller wipes it (st_wipe) and frees it.  ST_TLS if the
+ * session was not verified or cannot be serialized.
+ */
+enum status tls_session_export(struct tls *t, uint8_t **blob, size_t *len,
+    struct errinfo *ei);
+
 /* Read up to n bytes (at least one; EOF and close_notify are ST_NET). */
 enum status tls_read(struct tls *t, void *p, size_t n, size_t *got,
     struct errinfo *ei);
@@ -101,5 +135,12 @@ void tls_sha256(const void *p, size_t n, uint8_t out[32]);
 enum status tls_rs256_sign(const char *key_pem, size_t key_len,
     const void *msg, size_t n, uint8_t **sig, size_t *siglen,
     struct errinfo *ei);
+
+/*
+ * The mbedTLS version, for --version: "mbedTLS 2.28.3", from the library
+ * loaded at run time when it can say (MBEDTLS_VERSION_C), else the one
+ * compiled against.  A static string, valid for the life of the process.
+ */
+const char *tls_library_version(void);
 
 #endif

@@ -1,5 +1,5 @@
 """The queue, end to end: bearmail queueing on failure, -odq, -odb, the
-runner (-q, -qf, -qI), mailq, kill -9 at each stage, two runners, one
+runner (-q, -qf, -qI, --queue-due, -q -a), mailq, kill -9 at each stage, two runners, one
 session for many messages, token expiry and revoked grants in a run,
 max_queue_age and failure notices, the maildrop for unprivileged users.
 
@@ -173,8 +173,8 @@ def test_relay_down_queued_then_delivered_once(q, free_port):
     assert p.returncode == 0, p.err
     lines = p.err.splitlines()
     assert len(lines) == 1, p.err
-    m = re.fullmatch(r"bearmail: queued as (%s): (.+); it will be retried "
-                     r"by `bearmail -q` .*" % ID_RE, lines[0])
+    m = re.fullmatch(r"bearmail: queued as (%s): (.+); run `bearmail -q` "
+                     r"to retry now .*" % ID_RE, lines[0])
     assert m, lines[0]
     qid = m.group(1)
     assert b.queued() == [qid]
@@ -183,25 +183,123 @@ def test_relay_down_queued_then_delivered_once(q, free_port):
     assert p.returncode == 0, p.err
     assert qid in p.out and "bob@example.org" in p.out, p.out
     assert "alice@example.com" in p.out
-    # Not due yet (backoff): -q leaves it alone.
+    # The relay is back: plain -q sends it now, although its backoff
+    # says later (as Postfix's sendmail -q does), and only once.
     b.set_port(b.sink.port)
     p = b.run(["-q"])
-    assert p.returncode == 0, p.err
-    assert b.sink.messages == [] and b.queued() == [qid]
-    # -qf sends everything now, once.
-    p = b.run(["-qf"])
     assert p.returncode == 0, p.err
     b.sink.wait()
     assert b.subjects() == ["message 1"]
     assert b.sink.messages[0].rcpts == ["bob@example.org"]
     assert b.queued() == [] and b.failed() == []
-    p = b.run(["-qf"])
+    p = b.run(["-q"])
+    assert p.returncode == 0, p.err
+    b.sink.wait()
     assert len(b.sink.messages) == 1
     assert re.search(r"%s: to=<bob@example\.org>, relay=127\.0\.0\.1"
                      r"\[127\.0\.0\.1\]:%d, delay=[\d.]+, status=sent "
                      r"\(250 " % (qid, b.sink.port), b.logtext()), b.logtext()
     p = b.run(["-bp"])
     assert p.out == "Mail queue is empty\n"
+
+
+def test_queue_due_leaves_not_due_alone(q, free_port):
+    # --queue-due (the timer's) honours backoff; -qf, like -q, does not.
+    b = q(port=free_port())
+    p = b.run(["-i", "bob@example.org"], message(1))
+    assert p.returncode == 0, p.err
+    [later] = b.queued()
+    b.set_port(b.sink.port)
+    p = b.run(["-odq", "-i", "bob@example.org"], message(2))
+    assert p.returncode == 0, p.err
+    due = [i for i in b.queued() if i != later]
+    assert len(due) == 1
+    p = b.run(["--queue-due"])
+    assert p.returncode == 0, p.err
+    b.sink.wait()
+    assert b.subjects() == ["message 2"]
+    assert b.queued() == [later]
+    p = b.run(["--queue-due"])
+    assert p.returncode == 0, p.err
+    b.sink.wait()
+    assert b.subjects() == ["message 2"] and b.queued() == [later]
+    p = b.run(["-qf"])
+    assert p.returncode == 0, p.err
+    b.sink.wait()
+    assert b.subjects() == ["message 2", "message 1"]
+    assert b.queued() == []
+
+
+def other_account(b, port):
+    """Append a second account, [other], whose relay is 127.0.0.1:port."""
+    text = b.conf.read_text()
+    if "[other]" not in text:
+        section = text[text.index("[gmail]"):].replace("[gmail]", "[other]")
+        section = re.sub(r"smtp_port = \d+", "smtp_port = %d" % port, section)
+        b.conf.write_text(text + "\n" + section)
+    write_token(str(b.state), "other", GOOD)
+
+
+def test_q_with_account_sends_that_accounts_mail_only(q, free_port):
+    b = q(extra="account = gmail")
+    other_account(b, free_port())
+    p = b.run(["-odq", "-a", "other", "-i", "bob@example.org"], message(1))
+    assert p.returncode == 0, p.err
+    p = b.run(["-odq", "-i", "bob@example.org"], message(2))
+    assert p.returncode == 0, p.err
+    assert len(b.queued()) == 2
+    p = b.run(["-q", "-a", "gmail"])
+    assert p.returncode == 0, p.err
+    b.sink.wait()
+    assert b.subjects() == ["message 2"] and len(b.queued()) == 1
+    assert "to=<bob@example.org>" in b.logtext()
+    assert "status=deferred" not in b.logtext()
+    p = b.run(["-q", "--account=nosuch"])
+    assert p.returncode != 0 and "nosuch" in p.err, p.err
+    assert len(b.queued()) == 1
+
+
+def flushes_running(b):
+    """Background runs (bearmail -q --account=...) of this test's bearmail."""
+    mine = ("BEARMAIL_CONFIG=%s" % b.conf).encode()
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                argv = f.read().split(b"\0")
+            with open("/proc/%s/environ" % pid, "rb") as f:
+                env = f.read().split(b"\0")
+        except OSError:
+            continue
+        if mine in env and b"-q" in argv:
+            found.append(argv)
+    return found
+
+
+def test_success_flush_leaves_other_accounts_backoff_alone(q, free_port):
+    # After a message goes through gmail, gmail's queued mail is sent at
+    # once; [other]'s relay may still be down: its mail keeps its backoff
+    # and its relay is not tried again.
+    b = q(port=free_port(), extra="account = gmail")
+    dead = free_port()
+    other_account(b, dead)
+    p = b.run(["-i", "bob@example.org"], message(1))
+    assert p.returncode == 0 and len(b.queued()) == 1, p.err
+    [mine] = b.queued()
+    p = b.run(["-a", "other", "-i", "carol@example.org"], message(2))
+    assert p.returncode == 0 and len(b.queued()) == 2, p.err
+    [theirs] = [i for i in b.queued() if i != mine]
+    b.set_port(b.sink.port)
+    other_account(b, dead)
+    p = b.run(["-i", "bob@example.org"], message(3))
+    assert p.returncode == 0 and p.err == "", p.err
+    assert wait_for(lambda: b.queued() == [theirs])
+    assert wait_for(lambda: flushes_running(b) == [])
+    b.sink.wait()
+    assert sorted(b.subjects()) == ["message 1", "message 3"]
+    assert "%s: to=" % theirs not in b.logtext(), b.logtext()
 
 
 def test_qI_sends_one_message_due_or_not(q, free_port):

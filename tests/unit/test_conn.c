@@ -48,7 +48,7 @@ listen_loopback(void)
 static struct conn *
 pair(int *srv, size_t line_max)
 {
-	struct conn_opts o = { "127.0.0.1", port, 2, line_max, NULL };
+	struct conn_opts o = { "127.0.0.1", port, 2, line_max, NULL, NULL };
 	struct errinfo ei;
 	struct conn *c = NULL;
 
@@ -158,7 +158,7 @@ test_lines(void)
 	{
 		struct sockaddr_in sin;
 		socklen_t sl = sizeof(sin);
-		struct conn_opts o = { "127.0.0.1", NULL, 2, 0, NULL };
+		struct conn_opts o = { "127.0.0.1", NULL, 2, 0, NULL, NULL };
 		char dead[16];
 		int d;
 

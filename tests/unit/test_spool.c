@@ -23,6 +23,8 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "maildrop.h"
+#include "notice.h"
 #include "spool.h"
 #include "tap.h"
 
@@ -61,17 +63,17 @@ mkqueue(const char *name, char *path, size_t pathsz)
 }
 
 static void
-env_basic(struct spool_env *env, const char *rcpt1, const char *rcpt2)
+env_basic(struct envelope *env, const char *rcpt1, const char *rcpt2)
 {
 	struct errinfo ei;
 
-	spool_env_init(env);
+	envelope_init(env);
 	st_clear(&ei);
-	spool_env_set(env, "gmail", "alice@example.com", &ei);
-	spool_env_add_rcpt(env, rcpt1, &ei);
+	envelope_set(env, "gmail", "alice@example.com", &ei);
+	envelope_add_rcpt(env, rcpt1, &ei);
 	if (rcpt2 != NULL)
-		spool_env_add_rcpt(env, rcpt2, &ei);
-	env->body = SPOOL_BODY_7BIT;
+		envelope_add_rcpt(env, rcpt2, &ei);
+	env->body = ENVELOPE_BODY_7BIT;
 }
 
 static int
@@ -118,18 +120,20 @@ write_file(const char *p, const char *data, size_t n)
 static void
 test_ids(void)
 {
-	char a[SPOOL_ID_SIZE], b[SPOOL_ID_SIZE], c[SPOOL_ID_SIZE];
+	char a[ENVELOPE_ID_SIZE], b[ENVELOPE_ID_SIZE], c[ENVELOPE_ID_SIZE];
 
-	spool_id_make(a, 1764155719, 5000);
-	spool_id_make(b, 1764155719, 6000);
-	spool_id_make(c, 1764155720, 0);
-	ok(spool_id_valid(a) && spool_id_valid(b) && spool_id_valid(c),
+	envelope_id_make(a, 1764155719, 5000);
+	envelope_id_make(b, 1764155719, 6000);
+	envelope_id_make(c, 1764155720, 0);
+	ok(envelope_id_valid(a) && envelope_id_valid(b) && envelope_id_valid(c),
 	    "made IDs are valid: %s %s %s", a, b, c);
 	ok(strlen(a) == 10, "IDs have 10 characters");
 	ok(strcmp(a, b) < 0 && strcmp(b, c) < 0, "IDs sort by time");
-	ok(!spool_id_valid("1KQ3V7H0D") && !spool_id_valid("1KQ3V7H0D2X") &&
-	    !spool_id_valid("1KQ3V7H0DI") && !spool_id_valid("../etc/pas") &&
-	    !spool_id_valid("1kq3v7h0d2") && !spool_id_valid(""),
+	ok(!envelope_id_valid("1KQ3V7H0D") &&
+	    !envelope_id_valid("1KQ3V7H0D2X") &&
+	    !envelope_id_valid("1KQ3V7H0DI") &&
+	    !envelope_id_valid("../etc/pas") &&
+	    !envelope_id_valid("1kq3v7h0d2") && !envelope_id_valid(""),
 	    "wrong length, letters I/lower case, slashes refused");
 }
 
@@ -173,17 +177,17 @@ static const char full_env[] =
 static void
 test_format(void)
 {
-	struct spool_env env, env2;
+	struct envelope env, env2;
 	struct errinfo ei;
 	struct buf b;
 	size_t hdrlen;
 
-	spool_env_init(&env);
-	spool_env_init(&env2);
+	envelope_init(&env);
+	envelope_init(&env2);
 	buf_init(&b, 1 << 20);
 	st_clear(&ei);
-	is_int(spool_env_parse(full_env, sizeof(full_env) - 1,
-	    SPOOL_FMT_QUEUE, &env, &hdrlen, &ei), ST_OK, "full envelope "
+	is_int(envelope_parse(full_env, sizeof(full_env) - 1,
+	    ENVELOPE_FMT_QUEUE, &env, &hdrlen, &ei), ST_OK, "full envelope "
 	    "parses %s", ei.msg);
 	is_int(hdrlen, sizeof(full_env) - 1 - 5, "message starts after the "
 	    "empty line");
@@ -195,77 +199,78 @@ test_format(void)
 	is_int(env.next_try, 1764156319, "next-try");
 	is_str(env.last_error, "421 4.7.0 Try again later", "last-error");
 	is_str(env.sender, "alice@example.com", "sender");
-	is_int(env.body, SPOOL_BODY_8BITMIME, "body");
+	is_int(env.body, ENVELOPE_BODY_8BITMIME, "body");
 	ok(env.smtputf8, "smtputf8");
-	is_int(env.notify, SPOOL_NOTIFY_FAILURE | SPOOL_NOTIFY_DELAY, "notify");
-	is_int(env.ret, SPOOL_RET_HDRS, "ret");
+	is_int(env.notify, ENVELOPE_NOTIFY_FAILURE | ENVELOPE_NOTIFY_DELAY,
+	    "notify");
+	is_int(env.ret, ENVELOPE_RET_HDRS, "ret");
 	is_str(env.envid, "QQ314159", "envid");
 	is_int(env.size, 5, "size");
 	is_int(env.nrcpts, 3, "three recipients");
 	is_str(env.rcpts[1].addr, "\"carol x\"@example.net",
 	    "quoted local part with a space survives");
-	is_int(env.rcpts[1].state, SPOOL_RCPT_DONE, "state done");
+	is_int(env.rcpts[1].state, ENVELOPE_RCPT_DONE, "state done");
 	is_str(env.rcpts[1].reply, "250 2.1.5 OK", "reply attached");
 	ok(env.rcpts[2].reply == NULL, "no reply on the third");
-	is_int(spool_pending(&env), 1, "one pending");
-	is_int(spool_failed(&env), 1, "one failed");
+	is_int(envelope_pending(&env), 1, "one pending");
+	is_int(envelope_failed(&env), 1, "one failed");
 
-	is_int(spool_env_format(&env, SPOOL_FMT_QUEUE, &b, &ei), ST_OK,
+	is_int(envelope_format(&env, ENVELOPE_FMT_QUEUE, &b, &ei), ST_OK,
 	    "formats");
 	ok(b.len == hdrlen && memcmp(b.data, full_env, hdrlen) == 0,
 	    "format(parse(x)) == x, byte for byte");
-	is_int(spool_env_copy(&env2, &env, &ei), ST_OK, "copies");
+	is_int(envelope_copy(&env2, &env, &ei), ST_OK, "copies");
 	buf_reset(&b);
-	spool_env_format(&env2, SPOOL_FMT_QUEUE, &b, &ei);
+	envelope_format(&env2, ENVELOPE_FMT_QUEUE, &b, &ei);
 	ok(b.len == hdrlen && memcmp(b.data, full_env, hdrlen) == 0,
 	    "the copy formats the same");
 	buf_reset(&b);
-	is_int(spool_env_format(&env, SPOOL_FMT_DROP, &b, &ei), ST_DATAERR,
+	is_int(envelope_format(&env, ENVELOPE_FMT_DROP, &b, &ei), ST_DATAERR,
 	    "a done recipient cannot go into a drop file");
 
 	/* Null sender, NOTIFY=NEVER, drop format round trip. */
-	spool_env_free(&env);
-	spool_env_free(&env2);
+	envelope_free(&env);
+	envelope_free(&env2);
 	env_basic(&env, "bob@example.org", NULL);
-	spool_env_set(&env, "work", "<>", &ei);
-	env.notify = SPOOL_NOTIFY_NEVER;
+	envelope_set(&env, "work", "<>", &ei);
+	env.notify = ENVELOPE_NOTIFY_NEVER;
 	env.size = 0;
 	buf_reset(&b);
-	is_int(spool_env_format(&env, SPOOL_FMT_DROP, &b, &ei), ST_OK,
+	is_int(envelope_format(&env, ENVELOPE_FMT_DROP, &b, &ei), ST_OK,
 	    "drop format");
 	is_str(b.data, "bearmail-drop 1\naccount work\nsender <>\n"
 	    "body 7bit\nsmtputf8 no\nnotify never\nsize 0\n"
 	    "rcpt pending bob@example.org\n\n", "drop envelope text");
-	is_int(spool_env_parse(b.data, b.len, SPOOL_FMT_DROP, &env2, &hdrlen,
+	is_int(envelope_parse(b.data, b.len, ENVELOPE_FMT_DROP, &env2, &hdrlen,
 	    &ei), ST_OK, "parses back");
 	is_str(env2.sender, "", "<> is the null sender");
-	is_int(env2.notify, SPOOL_NOTIFY_NEVER, "never");
-	is_int(spool_env_parse(b.data, b.len, SPOOL_FMT_QUEUE, &env2, &hdrlen,
+	is_int(env2.notify, ENVELOPE_NOTIFY_NEVER, "never");
+	is_int(envelope_parse(b.data, b.len, ENVELOPE_FMT_QUEUE, &env2, &hdrlen,
 	    &ei), ST_DATAERR, "a drop file is not a queue file");
 
 	/* Setters refuse what the format cannot carry. */
 	st_clear(&ei);
-	is_int(spool_env_add_rcpt(&env, "bob@x\nrcpt pending evil@x", &ei),
+	is_int(envelope_add_rcpt(&env, "bob@x\nrcpt pending evil@x", &ei),
 	    ST_DATAERR, "newline in an address refused");
-	is_int(spool_env_add_rcpt(&env, "<>", NULL), ST_DATAERR,
+	is_int(envelope_add_rcpt(&env, "<>", NULL), ST_DATAERR,
 	    "<> is no recipient");
-	is_int(spool_env_set(&env, "", "a@b", NULL), ST_DATAERR,
+	is_int(envelope_set(&env, "", "a@b", NULL), ST_DATAERR,
 	    "empty account refused");
-	is_int(spool_env_set_envid(&env, "has space", NULL), ST_DATAERR,
+	is_int(envelope_set_envid(&env, "has space", NULL), ST_DATAERR,
 	    "ENVID with a space refused");
 	/* Fields set by hand are checked when written. */
-	memcpy(env.id, "1KQ3V7H0D2", SPOOL_ID_SIZE);
+	memcpy(env.id, "1KQ3V7H0D2", ENVELOPE_ID_SIZE);
 	env.last_error = strdup("421 x\nrcpt pending evil@example.com");
 	buf_reset(&b);
-	is_int(spool_env_format(&env, SPOOL_FMT_QUEUE, &b, &ei), ST_DATAERR,
+	is_int(envelope_format(&env, ENVELOPE_FMT_QUEUE, &b, &ei), ST_DATAERR,
 	    "a newline set by hand is not written");
 	free(env.last_error);
 	env.last_error = NULL;
 	env.created = -1;
-	is_int(spool_env_format(&env, SPOOL_FMT_QUEUE, &b, &ei), ST_DATAERR,
+	is_int(envelope_format(&env, ENVELOPE_FMT_QUEUE, &b, &ei), ST_DATAERR,
 	    "a negative time is not written");
-	spool_env_free(&env);
-	spool_env_free(&env2);
+	envelope_free(&env);
+	envelope_free(&env2);
 	buf_free(&b);
 }
 
@@ -274,77 +279,78 @@ test_parse_refusals(void)
 {
 	static const struct {
 		const char *text;
-		enum spool_fmt fmt;
+		enum envelope_fmt fmt;
 		const char *what;
 	} bad[] = {
-	{ "bearmail-queue 2\n\n", SPOOL_FMT_QUEUE, "unknown version" },
+	{ "bearmail-queue 2\n\n", ENVELOPE_FMT_QUEUE, "unknown version" },
 	{ "bearmail-drop 1\naccount a\nsender <>\nbody 7bit\nsmtputf8 no\n"
-	  "size 1\n\n", SPOOL_FMT_DROP, "no recipient" },
+	  "size 1\n\n", ENVELOPE_FMT_DROP, "no recipient" },
 	{ "bearmail-drop 1\naccount a\nsender <>\nbody 7bit\nsmtputf8 no\n"
-	  "size 1\nrcpt pending b@c\nattempts 0\n\n", SPOOL_FMT_DROP,
+	  "size 1\nrcpt pending b@c\nattempts 0\n\n", ENVELOPE_FMT_DROP,
 	  "runner field in a drop file" },
 	{ "bearmail-drop 1\naccount a\nsender <>\nbody 7bit\nsmtputf8 no\n"
-	  "size 1\nrcpt done b@c\n\n", SPOOL_FMT_DROP,
+	  "size 1\nrcpt done b@c\n\n", ENVELOPE_FMT_DROP,
 	  "done recipient in a drop file" },
 	{ "bearmail-drop 1\naccount a\nsender <>\nbody 7bit\nsmtputf8 no\n"
-	  "size 1\nrcpt pending b@c\nreply 250 ok\n\n", SPOOL_FMT_DROP,
+	  "size 1\nrcpt pending b@c\nreply 250 ok\n\n", ENVELOPE_FMT_DROP,
 	  "reply in a drop file" },
 	{ "bearmail-drop 1\naccount a\naccount b\nsender <>\nbody 7bit\n"
-	  "smtputf8 no\nsize 1\nrcpt pending b@c\n\n", SPOOL_FMT_DROP,
+	  "smtputf8 no\nsize 1\nrcpt pending b@c\n\n", ENVELOPE_FMT_DROP,
 	  "duplicate field" },
 	{ "bearmail-drop 1\naccount a\nsender <>\nbody 7bit\nsmtputf8 no\n"
-	  "size 01\nrcpt pending b@c\n\n", SPOOL_FMT_DROP, "leading zero" },
+	  "size 01\nrcpt pending b@c\n\n", ENVELOPE_FMT_DROP, "leading zero" },
 	{ "bearmail-drop 1\naccount a\nsender <>\nbody 7bit\nsmtputf8 no\n"
-	  "size -1\nrcpt pending b@c\n\n", SPOOL_FMT_DROP, "negative size" },
+	  "size -1\nrcpt pending b@c\n\n", ENVELOPE_FMT_DROP, "negative size" },
 	{ "bearmail-drop 1\naccount a\nsender <>\nbody 7bit\nsmtputf8 no\n"
-	  "size 999999999999\nrcpt pending b@c\n\n", SPOOL_FMT_DROP,
+	  "size 999999999999\nrcpt pending b@c\n\n", ENVELOPE_FMT_DROP,
 	  "size past the maximum" },
 	{ "bearmail-drop 1\naccount a\nsender <>\nbody 9bit\nsmtputf8 no\n"
-	  "size 1\nrcpt pending b@c\n\n", SPOOL_FMT_DROP, "bad body" },
+	  "size 1\nrcpt pending b@c\n\n", ENVELOPE_FMT_DROP, "bad body" },
 	{ "bearmail-drop 1\naccount a\nsender <>\nbody 7bit\nsmtputf8 no\n"
 	  "notify never,success\nsize 1\nrcpt pending b@c\n\n",
-	  SPOOL_FMT_DROP, "never with others" },
+	  ENVELOPE_FMT_DROP, "never with others" },
 	{ "bearmail-drop 1\naccount a\nsender <>\nbody 7bit\nsmtputf8 no\n"
-	  "size 1\nrcpt pending b@c\r\n\n", SPOOL_FMT_DROP, "CR in a value" },
+	  "size 1\nrcpt pending b@c\r\n\n", ENVELOPE_FMT_DROP,
+	  "CR in a value" },
 	{ "bearmail-drop 1\naccount a\nsender <>\nbody 7bit\nsmtputf8 no\n"
-	  "size 1\nrcpt pending \n\n", SPOOL_FMT_DROP, "empty address" },
+	  "size 1\nrcpt pending \n\n", ENVELOPE_FMT_DROP, "empty address" },
 	{ "bearmail-drop 1\naccount a\nsender <>\nbody 7bit\nsmtputf8 no\n"
-	  "size 1\nbogus x\nrcpt pending b@c\n\n", SPOOL_FMT_DROP,
+	  "size 1\nbogus x\nrcpt pending b@c\n\n", ENVELOPE_FMT_DROP,
 	  "unknown field" },
 	{ "bearmail-drop 1\naccount a\nsender <>\nbody 7bit\nsmtputf8 no\n"
-	  "size 1\nrcpt pending b@c\n", SPOOL_FMT_DROP, "no empty line" },
+	  "size 1\nrcpt pending b@c\n", ENVELOPE_FMT_DROP, "no empty line" },
 	{ "bearmail-queue 1\nid 1KQ3V7H0D2\naccount a\ncreated 1\n"
 	  "attempts 0\nnext-try 1\nsender <>\nbody 7bit\nsmtputf8 no\n"
-	  "size 1\nreply 250 x\nrcpt pending b@c\n\n", SPOOL_FMT_QUEUE,
+	  "size 1\nreply 250 x\nrcpt pending b@c\n\n", ENVELOPE_FMT_QUEUE,
 	  "reply before any rcpt" },
 	{ "bearmail-queue 1\nid ../../etc/\naccount a\ncreated 1\n"
 	  "attempts 0\nnext-try 1\nsender <>\nbody 7bit\nsmtputf8 no\n"
-	  "size 1\nrcpt pending b@c\n\n", SPOOL_FMT_QUEUE, "bad id" },
+	  "size 1\nrcpt pending b@c\n\n", ENVELOPE_FMT_QUEUE, "bad id" },
 	{ "bearmail-queue 1\naccount a\ncreated 1\n"
 	  "attempts 0\nnext-try 1\nsender <>\nbody 7bit\nsmtputf8 no\n"
-	  "size 1\nrcpt pending b@c\n\n", SPOOL_FMT_QUEUE, "no id" },
+	  "size 1\nrcpt pending b@c\n\n", ENVELOPE_FMT_QUEUE, "no id" },
 	};
-	struct spool_env env;
+	struct envelope env;
 	struct errinfo ei;
 	size_t i, hdrlen;
 	char *big;
 
-	spool_env_init(&env);
+	envelope_init(&env);
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		st_clear(&ei);
-		is_int(spool_env_parse(bad[i].text, strlen(bad[i].text),
+		is_int(envelope_parse(bad[i].text, strlen(bad[i].text),
 		    bad[i].fmt, &env, &hdrlen, &ei), ST_DATAERR,
 		    "refused: %s (%s)", bad[i].what, ei.msg);
 		ok(env.nrcpts == 0 && env.account == NULL,
 		    "nothing left in the envelope");
 	}
 	/* No empty line within the bound: a limit, not a hang or a read. */
-	big = malloc(SPOOL_HDR_MAX + 100);
-	memset(big, 'x', SPOOL_HDR_MAX + 100);
+	big = malloc(ENVELOPE_HDR_MAX + 100);
+	memset(big, 'x', ENVELOPE_HDR_MAX + 100);
 	memcpy(big, "bearmail-drop 1\naccount ", 24);
 	st_clear(&ei);
-	is_int(spool_env_parse(big, SPOOL_HDR_MAX + 100, SPOOL_FMT_DROP, &env,
-	    &hdrlen, &ei), ST_LIMIT, "envelope without end: ST_LIMIT");
+	is_int(envelope_parse(big, ENVELOPE_HDR_MAX + 100, ENVELOPE_FMT_DROP,
+	    &env, &hdrlen, &ei), ST_LIMIT, "envelope without end: ST_LIMIT");
 	free(big);
 }
 
@@ -353,7 +359,7 @@ test_parse_refusals(void)
 static void
 test_enqueue_claim(void)
 {
-	struct spool_env env, *e;
+	struct envelope env, *e;
 	struct spool_list l;
 	struct spool_msg *m, *m2;
 	struct spool *sp;
@@ -390,7 +396,7 @@ test_enqueue_claim(void)
 	st_clear(&ei);
 	is_int(spool_enqueue_mem(sp, &env, "Subject: x\r\n\r\nbody\r\n", 20,
 	    &ei), ST_OK, "enqueue from memory %s", ei.msg);
-	ok(spool_id_valid(env.id), "got an ID %s", env.id);
+	ok(envelope_id_valid(env.id), "got an ID %s", env.id);
 	ok(env.created > 0 && env.next_try == env.created, "due at once");
 	is_int(env.uid, getuid(), "uid recorded");
 	ok(exists(path, "q", env.id), "q/ID exists");
@@ -408,7 +414,7 @@ test_enqueue_claim(void)
 	    "body fd reads the message from its first octet to EOF");
 	close(bfd);
 	/* A rewrite keeps the claim: the new file is locked first. */
-	spool_rcpt_set(m, 0, SPOOL_RCPT_DONE, "250 2.1.5 OK", &ei);
+	spool_rcpt_set(m, 0, ENVELOPE_RCPT_DONE, "250 2.1.5 OK", &ei);
 	is_int(spool_defer(m, 1000, "451 4.3.0 later\r\nX", &ei), ST_OK,
 	    "defer");
 	is_int(e->attempts, 1, "attempts 1");
@@ -430,7 +436,7 @@ test_enqueue_claim(void)
 	spool_scan(sp, 1300, SPOOL_SCAN_DUE, &l, &ei);
 	is_int(l.n, 1, "due at next-try");
 	if (l.n == 1) {
-		is_int(l.v[0].env.rcpts[0].state, SPOOL_RCPT_DONE,
+		is_int(l.v[0].env.rcpts[0].state, ENVELOPE_RCPT_DONE,
 		    "recipient state was written");
 		is_int(l.v[0].env.attempts, 1, "attempts were written");
 	}
@@ -442,7 +448,7 @@ test_enqueue_claim(void)
 	is_int(spool_msg_env(m)->next_try, 2600, "second backoff 10 minutes");
 	ok(spool_msg_env(m)->last_error == NULL, "no error: none kept");
 	/* Deliver the rest: all done, so the file goes. */
-	spool_rcpt_set(m, 1, SPOOL_RCPT_DONE, NULL, &ei);
+	spool_rcpt_set(m, 1, ENVELOPE_RCPT_DONE, NULL, &ei);
 	is_int(spool_retire(m, &ei), ST_OK, "retire delivered");
 	spool_release(m);
 	ok(!exists(path, "q", env.id), "delivered message removed");
@@ -453,7 +459,7 @@ test_enqueue_claim(void)
 	write_file(tmpf, "JUNKHello\r\n", 11);
 	fd = open(tmpf, O_RDONLY);
 	lseek(fd, 4, SEEK_SET);
-	spool_env_free(&env);
+	envelope_free(&env);
 	env_basic(&env, "bob@example.org", NULL);
 	is_int(spool_enqueue_fd(sp, &env, fd, &ei), ST_OK, "enqueue from fd");
 	close(fd);
@@ -464,7 +470,7 @@ test_enqueue_claim(void)
 	ok(r == 7 && memcmp(buf, "Hello\r\n", 7) == 0, "content from offset");
 	close(bfd);
 	spool_release(m);
-	spool_env_free(&env);
+	envelope_free(&env);
 	spool_close(sp);
 }
 
@@ -476,7 +482,7 @@ test_enqueue_claim(void)
 static void
 enqueue_forever(const char *path)
 {
-	struct spool_env env;
+	struct envelope env;
 	struct spool *sp;
 	char *msg;
 	size_t n, i;
@@ -492,7 +498,7 @@ enqueue_forever(const char *path)
 		memcpy(msg + n - 5, "END\r\n", 5);
 		env_basic(&env, "bob@example.org", NULL);
 		spool_enqueue_mem(sp, &env, msg, n, NULL);
-		spool_env_free(&env);
+		envelope_free(&env);
 	}
 }
 
@@ -596,7 +602,8 @@ claimer(const char *path, int wfd)
 				fprintf(stderr, "# commit: %s\n", ei.msg);
 				_exit(4);
 			}
-			spool_rcpt_set(m, 0, SPOOL_RCPT_DONE, "250 ok", NULL);
+			spool_rcpt_set(m, 0, ENVELOPE_RCPT_DONE, "250 ok",
+			    NULL);
 			if (spool_retire(m, &ei) != ST_OK) {
 				fprintf(stderr, "# retire: %s\n", ei.msg);
 				_exit(5);
@@ -611,10 +618,10 @@ claimer(const char *path, int wfd)
 static void
 test_race(void)
 {
-	struct spool_env env;
+	struct envelope env;
 	struct spool *sp;
 	struct errinfo ei;
-	char path[512], ids[RACE_MSGS][SPOOL_ID_SIZE], rd[65536];
+	char path[512], ids[RACE_MSGS][ENVELOPE_ID_SIZE], rd[65536];
 	int counts[RACE_MSGS] = { 0 }, p[2], i, k, status, bad = 0, dups = 0;
 	size_t len = 0;
 	ssize_t r;
@@ -629,8 +636,8 @@ test_race(void)
 	for (i = 0; i < RACE_MSGS; i++) {
 		env_basic(&env, "bob@example.org", NULL);
 		spool_enqueue_mem(sp, &env, "x\r\n", 3, &ei);
-		memcpy(ids[i], env.id, SPOOL_ID_SIZE);
-		spool_env_free(&env);
+		memcpy(ids[i], env.id, ENVELOPE_ID_SIZE);
+		envelope_free(&env);
 	}
 	is_int(count_dir(path, "q"), RACE_MSGS, "%d queued", RACE_MSGS);
 	if (pipe(p) != 0)
@@ -737,37 +744,37 @@ test_expire_notice(void)
 	    "Subject: hi\r\n"
 	    "\r\n"
 	    "--1KQ3V7H0D2.1796210119/host.example.com--\r\n";
-	struct spool_notice_opts o = {
+	struct notice_opts o = {
 		.to = NULL, .domain = "host.example.com",
 		.now = 1796210119, .max_age = 5 * 86400,
 	};
-	struct spool_env orig, nenv, *e;
+	struct envelope orig, nenv, *e;
 	struct spool_msg *m;
 	struct spool *sp;
 	struct errinfo ei;
 	struct buf b, body;
-	char path[512], id[SPOOL_ID_SIZE];
+	char path[512], id[ENVELOPE_ID_SIZE];
 	bool none, complete;
 	size_t hdrlen;
 
 	/* Pure composition, exact text. */
-	spool_env_init(&orig);
-	spool_env_init(&nenv);
+	envelope_init(&orig);
+	envelope_init(&nenv);
 	buf_init(&b, 1 << 20);
 	st_clear(&ei);
-	spool_env_parse(full_env, sizeof(full_env) - 1, SPOOL_FMT_QUEUE,
+	envelope_parse(full_env, sizeof(full_env) - 1, ENVELOPE_FMT_QUEUE,
 	    &orig, &hdrlen, &ei);
 	/* bob refused for good, carol expired, the third delivered. */
 	orig.created = 1795691719;
 	orig.smtputf8 = false;
 	free(orig.rcpts[0].reply);
 	orig.rcpts[0].reply = strdup("550 5.1.1 no such user");
-	orig.rcpts[0].state = SPOOL_RCPT_FAILED;
-	orig.rcpts[1].state = SPOOL_RCPT_FAILED;
+	orig.rcpts[0].state = ENVELOPE_RCPT_FAILED;
+	orig.rcpts[1].state = ENVELOPE_RCPT_FAILED;
 	free(orig.rcpts[1].reply);
 	orig.rcpts[1].reply = strdup("421 4.7.0 Try again later");
-	orig.rcpts[2].state = SPOOL_RCPT_DONE;
-	is_int(spool_notice(&orig, orig_msg, sizeof(orig_msg) - 1, true, &o,
+	orig.rcpts[2].state = ENVELOPE_RCPT_DONE;
+	is_int(notice_compose(&orig, orig_msg, sizeof(orig_msg) - 1, true, &o,
 	    &nenv, &b, &none, &ei), ST_OK, "notice composed %s", ei.msg);
 	ok(!none, "a notice is due");
 	is_str(b.data, want, "notice text, exactly");
@@ -775,56 +782,56 @@ test_expire_notice(void)
 	ok(nenv.nrcpts == 1 && strcmp(nenv.rcpts[0].addr,
 	    "alice@example.com") == 0, "to the envelope sender");
 	is_str(nenv.account, "gmail", "same account");
-	is_int(nenv.body, SPOOL_BODY_7BIT, "7bit");
-	spool_env_free(&nenv);
+	is_int(nenv.body, ENVELOPE_BODY_7BIT, "7bit");
+	envelope_free(&nenv);
 
 	o.to = "postmaster@example.com";
 	buf_reset(&b);
-	spool_notice(&orig, orig_msg, sizeof(orig_msg) - 1, true, &o, &nenv,
+	notice_compose(&orig, orig_msg, sizeof(orig_msg) - 1, true, &o, &nenv,
 	    &b, &none, &ei);
 	ok(!none && strcmp(nenv.rcpts[0].addr, "postmaster@example.com") == 0 &&
 	    strstr(b.data, "To: <postmaster@example.com>\r\n") != NULL,
 	    "bounce_to wins");
-	spool_env_free(&nenv);
+	envelope_free(&nenv);
 
-	orig.ret = SPOOL_RET_FULL;
+	orig.ret = ENVELOPE_RET_FULL;
 	buf_reset(&b);
-	spool_notice(&orig, orig_msg, sizeof(orig_msg) - 1, true, &o, &nenv,
+	notice_compose(&orig, orig_msg, sizeof(orig_msg) - 1, true, &o, &nenv,
 	    &b, &none, &ei);
 	ok(strstr(b.data, "Content-Type: message/rfc822\r\n\r\n"
 	    "From: Alice <alice@example.com>\r\nTo: bob@example.org\r\n"
 	    "Subject: hi\r\n\r\nbody line\r\n\r\n--") != NULL,
 	    "RET=FULL returns the whole message");
-	spool_env_free(&nenv);
+	envelope_free(&nenv);
 
 	buf_reset(&b);
-	spool_notice(&orig, "Subject: \xc3\xa9t\xc3\xa9\r\n\r\nx", 19, true,
+	notice_compose(&orig, "Subject: \xc3\xa9t\xc3\xa9\r\n\r\nx", 19, true,
 	    &o, &nenv, &b, &none, &ei);
-	ok(nenv.body == SPOOL_BODY_8BITMIME && strstr(b.data,
+	ok(nenv.body == ENVELOPE_BODY_8BITMIME && strstr(b.data,
 	    "MIME-Version: 1.0\r\nContent-Type: multipart/report; "
 	    "report-type=delivery-status;\r\n\tboundary=") != NULL &&
 	    strstr(b.data, "Content-Transfer-Encoding: 8bit\r\n\r\nThis is a")
 	    != NULL, "8-bit content: 8BITMIME and a CTE header");
-	spool_env_free(&nenv);
-	orig.ret = SPOOL_RET_NONE;
+	envelope_free(&nenv);
+	orig.ret = ENVELOPE_RET_NONE;
 
 	/* When no notice is due. */
 	buf_reset(&b);
-	orig.notify = SPOOL_NOTIFY_NEVER;
-	spool_notice(&orig, orig_msg, sizeof(orig_msg) - 1, true, &o, &nenv,
+	orig.notify = ENVELOPE_NOTIFY_NEVER;
+	notice_compose(&orig, orig_msg, sizeof(orig_msg) - 1, true, &o, &nenv,
 	    &b, &none, &ei);
 	ok(none && b.len == 0, "NOTIFY=NEVER: no notice");
-	orig.notify = SPOOL_NOTIFY_DELAY;
-	spool_notice(&orig, orig_msg, sizeof(orig_msg) - 1, true, &o, &nenv,
+	orig.notify = ENVELOPE_NOTIFY_DELAY;
+	notice_compose(&orig, orig_msg, sizeof(orig_msg) - 1, true, &o, &nenv,
 	    &b, &none, &ei);
 	ok(none, "NOTIFY without FAILURE: no notice");
 	orig.notify = 0;
 	free(orig.sender);
 	orig.sender = strdup("");
-	spool_notice(&orig, orig_msg, sizeof(orig_msg) - 1, true, &o, &nenv,
+	notice_compose(&orig, orig_msg, sizeof(orig_msg) - 1, true, &o, &nenv,
 	    &b, &none, &ei);
 	ok(none, "null sender: never a notice, not even to bounce_to");
-	spool_env_free(&orig);
+	envelope_free(&orig);
 
 	/* Expiry through the queue: to failed/ with the reason. */
 	if ((sp = mkqueue("expire", path, sizeof(path))) == NULL) {
@@ -836,21 +843,21 @@ test_expire_notice(void)
 	memcpy(id, orig.id, sizeof(id));
 	spool_claim(sp, id, &m, &ei);
 	e = spool_msg_env(m);
-	spool_rcpt_set(m, 1, SPOOL_RCPT_PENDING, "421 4.3.0 busy", &ei);
+	spool_rcpt_set(m, 1, ENVELOPE_RCPT_PENDING, "421 4.3.0 busy", &ei);
 	ok(!spool_expired(e, e->created + 5 * 86400 - 1, 5 * 86400),
 	    "not expired a second early");
 	ok(spool_expired(e, e->created + 5 * 86400, 5 * 86400),
 	    "expired at max_queue_age");
 	is_int(spool_fail_pending(m, "message expired after 5 days in the "
 	    "queue", &ei), ST_OK, "fail pending");
-	is_int(spool_pending(e), 0, "none pending");
+	is_int(envelope_pending(e), 0, "none pending");
 	is_int(spool_commit(m, &ei), ST_OK, "commit");
 	buf_init(&body, 1 << 20);
 	spool_body_read(m, 1 << 20, &body, &complete, &ei);
 	ok(complete && body.len == sizeof(orig_msg) - 1, "original read back");
 	buf_reset(&b);
 	o.to = NULL;
-	spool_notice(e, body.data, body.len, complete, &o, &nenv, &b, &none,
+	notice_compose(e, body.data, body.len, complete, &o, &nenv, &b, &none,
 	    &ei);
 	ok(!none && strstr(b.data, "<bob@example.org>: message expired after "
 	    "5 days in the queue\r\n") && strstr(b.data, "<carol@example.net>"
@@ -864,7 +871,7 @@ test_expire_notice(void)
 	    "moved from q/ to failed/");
 	{
 		char fp[600], *data;
-		struct spool_env fe;
+		struct envelope fe;
 		struct stat st;
 		int fd;
 
@@ -875,22 +882,22 @@ test_expire_notice(void)
 		ok(read(fd, data, (size_t)st.st_size) == st.st_size,
 		    "failed/ID readable");
 		close(fd);
-		spool_env_init(&fe);
-		is_int(spool_env_parse(data, (size_t)st.st_size,
-		    SPOOL_FMT_QUEUE, &fe, &hdrlen, &ei), ST_OK,
+		envelope_init(&fe);
+		is_int(envelope_parse(data, (size_t)st.st_size,
+		    ENVELOPE_FMT_QUEUE, &fe, &hdrlen, &ei), ST_OK,
 		    "failed/ID parses");
 		ok(fe.last_error != NULL && strcmp(fe.last_error, "message "
 		    "expired after 5 days in the queue") == 0,
 		    "failed/ID says why");
-		ok(fe.nrcpts == 2 && fe.rcpts[0].state == SPOOL_RCPT_FAILED &&
-		    fe.rcpts[1].state == SPOOL_RCPT_FAILED,
-		    "both recipients failed");
-		spool_env_free(&fe);
+		ok(fe.nrcpts == 2 && fe.rcpts[0].state == ENVELOPE_RCPT_FAILED
+		    && fe.rcpts[1].state == ENVELOPE_RCPT_FAILED, "both "
+		    "recipients failed");
+		envelope_free(&fe);
 		free(data);
 	}
 	is_int(count_dir(path, "q"), 1, "only the notice is left in q/");
-	spool_env_free(&nenv);
-	spool_env_free(&orig);
+	envelope_free(&nenv);
+	envelope_free(&orig);
 	buf_free(&body);
 	buf_free(&b);
 	spool_close(sp);
@@ -927,26 +934,26 @@ test_listing(void)
 
 	memset(v, 0, sizeof(v));
 	for (i = 0; i < 3; i++)
-		spool_env_init(&v[i].env);
+		envelope_init(&v[i].env);
 	st_clear(&ei);
-	memcpy(v[0].env.id, "1NGG5SP1EJ", SPOOL_ID_SIZE);
-	spool_env_set(&v[0].env, "gmail", "alice@example.com", &ei);
-	spool_env_add_rcpt(&v[0].env, "bob@example.org", &ei);
-	spool_env_add_rcpt(&v[0].env, "carol@example.org", &ei);
-	spool_env_add_rcpt(&v[0].env, "dave@example.org", &ei);
-	spool_env_add_rcpt(&v[0].env, "erin@example.org", &ei);
-	v[0].env.rcpts[1].state = SPOOL_RCPT_DONE;
+	memcpy(v[0].env.id, "1NGG5SP1EJ", ENVELOPE_ID_SIZE);
+	envelope_set(&v[0].env, "gmail", "alice@example.com", &ei);
+	envelope_add_rcpt(&v[0].env, "bob@example.org", &ei);
+	envelope_add_rcpt(&v[0].env, "carol@example.org", &ei);
+	envelope_add_rcpt(&v[0].env, "dave@example.org", &ei);
+	envelope_add_rcpt(&v[0].env, "erin@example.org", &ei);
+	v[0].env.rcpts[1].state = ENVELOPE_RCPT_DONE;
 	/* Never tried as a whole: reasons only where a reply came. */
 	v[0].env.rcpts[0].reply = strdup("421 4.7.0 Try again later");
 	v[0].env.rcpts[2].reply = strdup("421 4.7.0 Try again later");
 	v[0].env.created = 1795691719;
 	v[0].env.size = 1234;
-	memcpy(v[1].env.id, "1NGG5SP1EK", SPOOL_ID_SIZE);
-	spool_env_set(&v[1].env, "gmail", "<>", &ei);
-	spool_env_add_rcpt(&v[1].env, "root@example.com", &ei);
+	memcpy(v[1].env.id, "1NGG5SP1EK", ENVELOPE_ID_SIZE);
+	envelope_set(&v[1].env, "gmail", "<>", &ei);
+	envelope_add_rcpt(&v[1].env, "root@example.com", &ei);
 	v[1].env.created = 1796115900;
 	v[1].env.size = 900;
-	memcpy(v[2].env.id, "1NGG5SP1EM", SPOOL_ID_SIZE);
+	memcpy(v[2].env.id, "1NGG5SP1EM", ENVELOPE_ID_SIZE);
 	v[2].drop = true;
 	v[2].env.uid = 33;
 	v[2].env.created = 1796115900;
@@ -958,7 +965,7 @@ test_listing(void)
 	snprintf(wantbuf, sizeof(wantbuf), want, "", "", "", "", "", "");
 	is_str(b.data, wantbuf, "listing text, exactly (Postfix layout)");
 	for (i = 0; i < 3; i++)
-		spool_env_free(&v[i].env);
+		envelope_free(&v[i].env);
 
 	buf_reset(&b);
 	l.n = 0;
@@ -971,7 +978,7 @@ test_listing(void)
 		return;
 	}
 	{
-		struct spool_env env;
+		struct envelope env;
 		char p[600];
 
 		env_basic(&env, "bob@example.org", NULL);
@@ -987,7 +994,7 @@ test_listing(void)
 		    strstr(b.data, "  alice@example.com\n") != NULL &&
 		    strstr(b.data, "-- 0 Kbytes in 2 Requests.\n") != NULL,
 		    "queued message and summary");
-		spool_env_free(&env);
+		envelope_free(&env);
 	}
 	buf_free(&b);
 	spool_close(sp);
@@ -998,12 +1005,12 @@ test_listing(void)
 static void
 test_planted(void)
 {
-	struct spool_env env;
+	struct envelope env;
 	struct spool_list l;
 	struct spool_msg *m;
 	struct spool *sp, *sp2;
 	struct errinfo ei;
-	char path[512], p[600], p2[600], id[SPOOL_ID_SIZE];
+	char path[512], p[600], p2[600], id[ENVELOPE_ID_SIZE];
 
 	if ((sp = mkqueue("planted", path, sizeof(path))) == NULL) {
 		ok(0, "queue");
@@ -1013,7 +1020,7 @@ test_planted(void)
 	env_basic(&env, "bob@example.org", NULL);
 	spool_enqueue_mem(sp, &env, "x\r\n", 3, &ei);
 	memcpy(id, env.id, sizeof(id));
-	spool_env_free(&env);
+	envelope_free(&env);
 
 	/* A symlink to a perfectly good queue file, kept outside q/. */
 	snprintf(p, sizeof(p), "%s/q/%s", path, id);
@@ -1084,7 +1091,7 @@ static const char drop_sub[] =
     "\n"
     "Hello\r\n";
 
-/* Run spool_drop() on text; returns its status, id set on success. */
+/* Run maildrop_write() on text; returns its status, id set on success. */
 static enum status
 drop_text(int dropfd, const char *text, size_t n, char *id,
     struct errinfo *ei)
@@ -1097,7 +1104,7 @@ drop_text(int dropfd, const char *text, size_t n, char *id,
 	write_file(p, text, n);
 	fd = open(p, O_RDONLY);
 	st_clear(ei);
-	st = spool_drop(dropfd, fd, 5, id, ei);
+	st = maildrop_write(dropfd, fd, 5, id, ei);
 	close(fd);
 	unlink(p);
 	return st;
@@ -1111,7 +1118,8 @@ test_maildrop(void)
 	struct errinfo ei;
 	struct stat st;
 	struct timespec old[2];
-	char path[512], p[600], p2[600], id[SPOOL_ID_SIZE], id2[SPOOL_ID_SIZE];
+	char path[512], p[600], p2[600], id[ENVELOPE_ID_SIZE],
+	    id2[ENVELOPE_ID_SIZE];
 	char *big;
 	size_t n;
 	int dropfd;
@@ -1123,10 +1131,10 @@ test_maildrop(void)
 	snprintf(p, sizeof(p), "%s/maildrop", path);
 	dropfd = open(p, O_PATH | O_DIRECTORY);
 
-	/* spool_drop: what bearmail-drop does. */
+	/* maildrop_write: what bearmail-drop does. */
 	is_int(drop_text(dropfd, drop_sub, sizeof(drop_sub) - 1, id, &ei),
 	    ST_OK, "drop %s", ei.msg);
-	ok(spool_id_valid(id) && exists(path, "maildrop", id),
+	ok(envelope_id_valid(id) && exists(path, "maildrop", id),
 	    "maildrop/ID written");
 	snprintf(p, sizeof(p), "%s/maildrop/%s", path, id);
 	ok(stat(p, &st) == 0 && (st.st_mode & 0777) == 0644 &&
@@ -1155,11 +1163,11 @@ test_maildrop(void)
 	}
 
 	/* Hostile entries next to it. */
-	big = malloc(SPOOL_HDR_MAX + 10);
-	memset(big, 'a', SPOOL_HDR_MAX + 10);
+	big = malloc(ENVELOPE_HDR_MAX + 10);
+	memset(big, 'a', ENVELOPE_HDR_MAX + 10);
 	memcpy(big, "bearmail-drop 1\naccount ", 24);
 	snprintf(p, sizeof(p), "%s/maildrop/0000000010", path);
-	write_file(p, big, SPOOL_HDR_MAX + 10);
+	write_file(p, big, ENVELOPE_HDR_MAX + 10);
 	free(big);
 	snprintf(p, sizeof(p), "%s/maildrop/0000000011", path);
 	write_file(p, S("bearmail-drop 1\naccount a\nsender <>\nbody 7bit\n"
@@ -1186,7 +1194,7 @@ test_maildrop(void)
 	write_file(p, "in progress", 11);
 
 	st_clear(&ei);
-	is_int(spool_import_maildrop(sp, time(NULL), &n, &ei), ST_OK,
+	is_int(maildrop_import(sp, time(NULL), &n, &ei), ST_OK,
 	    "import %s", ei.msg);
 	is_int(n, 1, "one message imported");
 	ok(exists(path, "q", id) && !exists(path, "maildrop", id),
@@ -1233,7 +1241,7 @@ test_maildrop(void)
 		old[0].tv_sec = old[1].tv_sec = l.n ? l.v[0].env.created : 0;
 		spool_list_free(&l);
 		utimensat(AT_FDCWD, dp, old, 0);
-		is_int(spool_import_maildrop(sp, time(NULL), &n, &ei), ST_OK,
+		is_int(maildrop_import(sp, time(NULL), &n, &ei), ST_OK,
 		    "import again");
 		ok(!exists(path, "maildrop", id), "leftover drop removed");
 		spool_scan(sp, 0, 0, &l, &ei);
@@ -1248,12 +1256,12 @@ test_maildrop(void)
 static void
 test_submit_drop(void)
 {
-	struct spool_env env;
+	struct envelope env;
 	struct spool_msg *m;
 	struct spool *sp;
 	struct errinfo ei;
 	struct buf b;
-	char path[512], prog[512], src[600], id[SPOOL_ID_SIZE];
+	char path[512], prog[512], src[600], id[ENVELOPE_ID_SIZE];
 	const char *bd = getenv("BM_BUILDDIR");
 	bool complete;
 	size_t n;
@@ -1275,14 +1283,14 @@ test_submit_drop(void)
 	fd = open(src, O_RDONLY);
 	lseek(fd, 2, SEEK_SET);
 	env_basic(&env, "bob@example.org", "carol@example.net");
-	env.notify = SPOOL_NOTIFY_FAILURE;
+	env.notify = ENVELOPE_NOTIFY_FAILURE;
 	st_clear(&ei);
-	is_int(spool_submit_drop(prog, &env, fd, 30, id, &ei), ST_OK,
+	is_int(maildrop_submit(prog, &env, fd, 30, id, &ei), ST_OK,
 	    "submitted through bearmail-drop %s", ei.msg);
-	ok(spool_id_valid(id) && exists(path, "maildrop", id),
+	ok(envelope_id_valid(id) && exists(path, "maildrop", id),
 	    "maildrop/%s written", id);
 	is_int(env.size, 31, "size from the file's offset");
-	is_int(spool_import_maildrop(sp, time(NULL), &n, &ei), ST_OK,
+	is_int(maildrop_import(sp, time(NULL), &n, &ei), ST_OK,
 	    "imported");
 	is_int(n, 1, "one message");
 	spool_claim(sp, id, &m, &ei);
@@ -1294,7 +1302,7 @@ test_submit_drop(void)
 		    "Subject: via the drop\r\n\r\nbody\r\n", 31) == 0,
 		    "message intact");
 		ok(spool_msg_env(m)->nrcpts == 2 &&
-		    spool_msg_env(m)->notify == SPOOL_NOTIFY_FAILURE,
+		    spool_msg_env(m)->notify == ENVELOPE_NOTIFY_FAILURE,
 		    "envelope intact");
 		spool_release(m);
 	}
@@ -1305,17 +1313,17 @@ test_submit_drop(void)
 	snprintf(src, sizeof(src), "%s/nowhere", base);
 	setenv("BEARMAIL_DROP_DIR", src, 1);
 	st_clear(&ei);
-	is_int(spool_submit_drop(prog, &env, fd, 30, id, &ei), ST_CANTCREAT,
+	is_int(maildrop_submit(prog, &env, fd, 30, id, &ei), ST_CANTCREAT,
 	    "no maildrop: CANTCREAT");
 	ok(strstr(ei.msg, "maildrop: ") == ei.msg &&
 	    strstr(ei.msg, "No such file") != NULL, "its reason: %s", ei.msg);
 	ok(id[0] == '\0', "no ID");
 	st_clear(&ei);
-	is_int(spool_submit_drop("/nonexistent/bearmail-drop", &env, fd, 30,
+	is_int(maildrop_submit("/nonexistent/bearmail-drop", &env, fd, 30,
 	    id, &ei), ST_CANTCREAT, "missing program: %s", ei.msg);
 	unsetenv("BEARMAIL_DROP_DIR");
 	close(fd);
-	spool_env_free(&env);
+	envelope_free(&env);
 	spool_close(sp);
 }
 
