@@ -383,6 +383,7 @@ account_free(struct account *a)
 	free(a->pop.host);
 	free(a->client_id);
 	free_secret(&a->client_secret);
+	free(a->client_secret_denied);
 	free(a->auth_endpoint);
 	free(a->token_endpoint);
 	free(a->device_endpoint);

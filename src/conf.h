@@ -84,6 +84,10 @@ struct account {
 					   service_account_key is set */
 	char *client_secret;		/* from client_secret or client_secret_file,
 					   or NULL (public client); wiped on free */
+	char *client_secret_denied;	/* client_secret_file that this user may
+					   not read, or NULL: on a system install
+					   only the delivery side reads it, and
+					   only a token request needs it */
 	char *auth_endpoint;		/* NULL only for oauth2 without one */
 	char *token_endpoint;		/* always set for OAuth providers */
 	char *device_endpoint;		/* NULL: no device flow (google) */

@@ -99,7 +99,7 @@ set_str(struct loader *ld, char **dst, const char *v)
 /* Read the first line of a client_secret_file. */
 static bool
 read_secret(struct loader *ld, const struct eff *e, const char *path,
-    char **out)
+    char **out, char **denied)
 {
 	char buf[CONF_MAX_SECRET + 1];
 	size_t len = 0, n;
@@ -107,7 +107,16 @@ read_secret(struct loader *ld, const struct eff *e, const char *path,
 	int fd;
 	bool ok = false;
 
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1) {
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1 &&
+	    errno == EACCES) {
+		/*
+		 * A submitter on a system install may not read the secret;
+		 * it never needs it (its mail goes through the maildrop).
+		 * Whoever does need it hears why in oauth_form_client().
+		 */
+		return set_str(ld, denied, path);
+	}
+	if (fd == -1) {
 		char msg[ERRINFO_MAX];
 		snprintf(msg, sizeof(msg), "client_secret_file %s: %s", path,
 		    strerror(errno));
@@ -374,7 +383,8 @@ conf_resolve_account(struct loader *ld, const struct section *s,
 		if (secf.v != NULL) {
 			char *path = NULL;
 			bool ok = expand(ld, &secf, secf.v, &path) &&
-			    read_secret(ld, &secf, path, &a->client_secret);
+			    read_secret(ld, &secf, path, &a->client_secret,
+			    &a->client_secret_denied);
 			free(path);
 			if (!ok)
 				return false;

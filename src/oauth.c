@@ -369,6 +369,10 @@ oauth_form_client(const struct account *acct, struct buf *out,
 	if (acct->client_id == NULL || *acct->client_id == '\0')
 		return st_error(ei, ST_CONFIG,
 		    "account %s: client_id is not set", acct->name);
+	if (acct->client_secret_denied != NULL)
+		return st_error(ei, ST_CONFIG, "account %s: client_secret_file "
+		    "%s: permission denied (run this as the user that may "
+		    "read it)", acct->name, acct->client_secret_denied);
 	if ((st = oauth_form_add(out, "client_id", acct->client_id, ei)) !=
 	    ST_OK)
 		return st;

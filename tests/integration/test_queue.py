@@ -723,6 +723,14 @@ def test_unprivileged_submission_through_maildrop(q, builddir):
         os.chmod(b.qdir, 0o711)
         os.chown(b.qdir / "maildrop", 0, gid)
         os.chmod(b.qdir / "maildrop", 0o1730)
+        # The OAuth client secret is for the delivery side only: the
+        # submitter cannot read it and must not need to.
+        client_secret = root / "client_secret"
+        client_secret.write_text("test-secret\n")
+        os.chmod(client_secret, 0o600)
+        b.conf.write_text(b.conf.read_text().replace(
+            "client_secret = test-secret",
+            "client_secret_file = %s" % client_secret))
         os.chmod(b.conf, 0o644)
         os.chmod(base, 0o755)
         secret = root / "secretfile"
