@@ -69,6 +69,7 @@ struct run {
 	const struct account *a;
 	struct deliver *d;
 	struct tls_ctx *tls;
+	char tlsdir[4096];		/* STATE_DIR/tls: TLS session cache */
 	struct fstate *fs;
 	const char *folder;
 	/* messages delivered and awaiting their flag on the server */
@@ -428,6 +429,7 @@ imap_connect(struct run *r, struct imap **out, struct errinfo *ei)
 	fs.io.tls = a->imap.tls;
 	fs.io.timeout = a->timeout;
 	fs.io.tls_ctx = r->tls;
+	fs.io.tls_cache_dir = r->tlsdir;
 	if ((st = imap_open(&im, &fs.io, ei)) != ST_OK)
 		return st;
 	memset(&l, 0, sizeof(l));
@@ -708,6 +710,7 @@ pop_connect(struct run *r, struct pop3 **out, struct errinfo *ei)
 	fs.po.tls = a->pop.tls;
 	fs.po.timeout = a->timeout;
 	fs.po.tls_ctx = r->tls;
+	fs.po.tls_cache_dir = r->tlsdir;
 	if ((st = pop3_open(&p, &fs.po, ei)) != ST_OK)
 		return st;
 	memset(&l, 0, sizeof(l));
@@ -860,6 +863,7 @@ run_account(const struct opts *o, const struct conf *conf, const char *name,
 	if ((st = deliver_open(&r.d, kind, target, r.a->timeout * 5,
 	    ei)) != ST_OK)
 		goto out;
+	snprintf(r.tlsdir, sizeof(r.tlsdir), "%s/tls", conf->state_dir);
 	tm = o->pop ? r.a->pop.tls : r.a->imap.tls;
 	if (tm != TLSM_NONE &&
 	    (st = tls_ctx_new(&r.tls, r.a->ca_file, ei)) != ST_OK)

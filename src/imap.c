@@ -932,6 +932,7 @@ imap_open(struct imap **out, const struct imap_opts *o, struct errinfo *ei)
 	co.timeout = o->timeout;
 	co.line_max = IMAP_LINE_MAX;
 	co.bind_addr = o->bind_addr;
+	co.tls_cache_dir = o->tls_cache_dir;
 	imap_set_state(im, IS_GREETING);
 	if ((st = conn_open(&im->c, &co, ei)) != ST_OK)
 		goto fail;

@@ -57,6 +57,7 @@ struct imap_opts {
 	int timeout;			/* seconds per network operation */
 	struct tls_ctx *tls_ctx;	/* required unless tls is TLSM_NONE */
 	const char *bind_addr;
+	const char *tls_cache_dir;	/* conn_opts.tls_cache_dir, or NULL */
 };
 
 /*

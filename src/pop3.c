@@ -356,6 +356,7 @@ pop3_open(struct pop3 **out, const struct pop3_opts *o, struct errinfo *ei)
 	co.timeout = o->timeout;
 	co.line_max = POP3_LINE_MAX;
 	co.bind_addr = o->bind_addr;
+	co.tls_cache_dir = o->tls_cache_dir;
 	pop3_set_state(PS_GREETING);
 	if ((st = conn_open(&p->c, &co, ei)) != ST_OK)
 		goto fail;

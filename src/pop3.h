@@ -45,6 +45,7 @@ struct pop3_opts {
 	int timeout;
 	struct tls_ctx *tls_ctx;
 	const char *bind_addr;
+	const char *tls_cache_dir;	/* conn_opts.tls_cache_dir, or NULL */
 };
 
 /* Connect, greeting, CAPA, STLS as the mode says.  Free with pop3_close(). */
