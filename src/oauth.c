@@ -118,6 +118,12 @@ oauth_check_url(const char *url, const char *what, struct errinfo *ei)
 
 	if (url == NULL || *url == '\0')
 		return st_error(ei, ST_CONFIG, "%s is not set", what);
+	/* A URL we print must not carry terminal escapes or line breaks. */
+	for (const unsigned char *p = (const unsigned char *)url; *p != '\0';
+	    p++)
+		if (*p < 0x21 || *p == 0x7f)
+			return st_error(ei, ST_PROTO, "%s holds a control "
+			    "character or a space", what);
 	if (strncasecmp(url, "https://", 8) == 0) {
 		oauth_authority(url + 8, &host, &n);
 		if (n == 0)

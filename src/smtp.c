@@ -151,9 +151,9 @@ enum status
 smtp_reply_feed(struct smtp_reply *r, const char *line, size_t len,
     const char **text_out, struct errinfo *ei)
 {
-	char enh[SMTP_ENH_MAX];
+	char enh[SMTP_ENH_MAX], head[16];
 	const char *text;
-	size_t tlen, skip;
+	size_t tlen, skip, hn;
 	bool last;
 	int code;
 
@@ -181,7 +181,11 @@ smtp_reply_feed(struct smtp_reply *r, const char *line, size_t len,
 	if (text_out != NULL)
 		*text_out = text;
 
-	skip = smtp_enhanced_parse(text, code, enh);
+	/* The line need not be NUL-terminated: parse a bounded copy. */
+	hn = tlen < sizeof(head) - 1 ? tlen : sizeof(head) - 1;
+	memcpy(head, text, hn);
+	head[hn] = '\0';
+	skip = smtp_enhanced_parse(head, code, enh);
 	if (r->nlines == 0) {
 		r->code = code;
 		memcpy(r->enh, enh, sizeof(r->enh));

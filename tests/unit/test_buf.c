@@ -63,7 +63,7 @@ zeros(const char *p, size_t n)
  * memcheck would call searching a whole block (bytes never written
  * included) an error: the watch stands down under valgrind.
  */
-static int
+static int __attribute__((unused))
 under_valgrind(void)
 {
 	const char *p = getenv("LD_PRELOAD");
