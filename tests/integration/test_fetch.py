@@ -13,6 +13,7 @@ import base64
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -480,7 +481,10 @@ class Fetch:
         write_token(self.state, "gmail", GOOD)
 
     def argv(self, *args):
-        return [self.exe] + list(args)
+        # BM_WRAPPER (e.g. "valgrind ...", set by test_valgrind.py) runs
+        # the program under a checker.
+        wrap = shlex.split(os.environ.get("BM_WRAPPER", ""))
+        return wrap + [self.exe] + list(args)
 
     def run(self, *args, env=None, timeout=120):
         e = dict(self.env)

@@ -1,4 +1,5 @@
-"""The main paths of bearmail and bearmail-auth under valgrind's memcheck.
+"""The main paths of bearmail, bearmail-auth and bearmail-fetch under
+valgrind's memcheck.
 
 Each run is a real one through the fake servers: a refresh through the
 token endpoint (bearmail runs bearmail-auth: valgrind follows the child),
@@ -11,7 +12,11 @@ AddressSanitizer (the two cannot run together).
 """
 
 import os
+import pathlib
+import shlex
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -130,3 +135,23 @@ def test_queue_then_deliver(setup, run):
     assert [m.rcpts for m in s.sink.messages] == [["bob@x.org"]]
     p, err = s.vg(run, [s.auth, "-C", s.conf, "status", "acct"])
     assert p.returncode == 0, err
+
+
+def test_fetch_under_valgrind(builddir, srcdir):
+    """bearmail-fetch's IMAP and POP3 paths (both TLS modes, a refused
+    then refreshed token, delete) through test_fetch.py's own servers,
+    with the program run under memcheck (its BM_WRAPPER hook)."""
+    env = dict(os.environ, BM_WRAPPER=shlex.join(VALGRIND),
+               BM_BUILDDIR=str(builddir), BM_SRCDIR=str(srcdir))
+    here = pathlib.Path(__file__).resolve().parent
+    p = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         str(here / "test_fetch.py"), "-k",
+         "test_imap_tls_modes_maildir or test_imap_rejected_token_refreshed"
+         " or test_imap_delete or test_pop_keep_and_uidl or test_pop_delete"
+         " or test_pop_rejected_token_refreshed"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        timeout=900)
+    out = p.stdout.decode("utf-8", "replace")
+    assert p.returncode == 0, out[-4000:]
+    assert " passed" in out and " deselected" in out, out[-2000:]
