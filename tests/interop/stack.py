@@ -376,6 +376,19 @@ class Stack:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
+        # A process seen too late above may still hold a listening socket
+        # for a moment: the promise is that the ports refuse, so wait for it.
+        end = time.monotonic() + 10
+        for name in ("submission", "smtps"):
+            while name in self.ports and time.monotonic() < end:
+                try:
+                    socket.create_connection(
+                        (self.host, self.ports[name]), timeout=1).close()
+                except ConnectionRefusedError:
+                    break
+                except OSError:
+                    pass
+                time.sleep(0.05)
 
     def _postfix_master_pid(self):
         try:
