@@ -727,9 +727,10 @@ oauth_parse_token(const struct account *acct, enum oauth_grant grant,
 	    (st = oauth_take(o, "refresh_token", &tok->refresh_token, ei)) !=
 	    ST_OK)
 		goto done;
+	/* A token that is born expired would be refreshed on every use. */
 	if (json_object_get(o, "expires_in") != NULL &&
 	    (!oauth_json_int(o, "expires_in", &expires_in) ||
-	    expires_in < 0 || expires_in > 10 * 365 * 86400LL)) {
+	    expires_in < 1 || expires_in > 10 * 365 * 86400LL)) {
 		st = st_error(ei, ST_PROTO, "account %s: bad expires_in",
 		    acct->name);
 		goto done;
