@@ -560,8 +560,9 @@ conn_fill(struct conn *c, struct errinfo *ei)
 	}
 }
 
-enum status
-conn_readline(struct conn *c, char **line, size_t *len, struct errinfo *ei)
+static enum status
+readline(struct conn *c, bool fresh, char **line, size_t *len,
+    struct errinfo *ei)
 {
 	enum status st;
 	char *start, *nl;
@@ -569,7 +570,8 @@ conn_readline(struct conn *c, char **line, size_t *len, struct errinfo *ei)
 
 	*line = NULL;
 	*len = 0;
-	deadline_start(c);
+	if (fresh)
+		deadline_start(c);
 	if ((st = conn_flush_now(c, ei)) != ST_OK)
 		return st;
 	for (;;) {
@@ -598,6 +600,19 @@ conn_readline(struct conn *c, char **line, size_t *len, struct errinfo *ei)
 	}
 	return st_error(ei, ST_PROTO, "line from %s longer than %zu bytes",
 	    c->host, c->line_max);
+}
+
+enum status
+conn_readline(struct conn *c, char **line, size_t *len, struct errinfo *ei)
+{
+	return readline(c, true, line, len, ei);
+}
+
+enum status
+conn_readline_more(struct conn *c, char **line, size_t *len,
+    struct errinfo *ei)
+{
+	return readline(c, false, line, len, ei);
 }
 
 enum status

@@ -93,6 +93,15 @@ enum status conn_readline(struct conn *c, char **line, size_t *len,
     struct errinfo *ei);
 
 /*
+ * conn_readline() under the deadline of the read before it, not a fresh
+ * one: for the later lines of a reply that is one operation (an SMTP
+ * multi-line reply), so a peer dripping lines just inside the timeout
+ * cannot stretch one reply to many timeouts.
+ */
+enum status conn_readline_more(struct conn *c, char **line, size_t *len,
+    struct errinfo *ei);
+
+/*
  * Read up to n bytes of raw data (for IMAP literals and streaming): at
  * least one byte unless EOF, which is ST_NET.  *got receives the count.
  */

@@ -561,7 +561,10 @@ smtp_read(struct smtp *s, enum smtp_phase ph, struct smtp_reply *r,
 	buf_wipe(&s->challenge);
 	buf_init(&s->challenge, SMTP_SASL_MAX);
 	while (!r->done) {
-		if ((st = conn_readline(s->c, &line, &len, ei)) != ST_OK) {
+		/* One reply is one operation: its lines share one deadline. */
+		st = r->nlines == 0 ? conn_readline(s->c, &line, &len, ei) :
+		    conn_readline_more(s->c, &line, &len, ei);
+		if (st != ST_OK) {
 			s->usable = false;
 			st_context(ei, "waiting for the reply to %s",
 			    smtp_phase_name(ph));

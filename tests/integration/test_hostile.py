@@ -248,6 +248,29 @@ def test_dripped_greeting_line_hits_the_deadline(fake_server, prog):
     assert drip["sent"] < drip["total"], "the client read the whole drip"
 
 
+def test_dripped_continuation_lines_share_one_deadline(fake_server, prog):
+    """Whole lines, each well inside `timeout`: one reply is one operation
+    (smtp.c), so its lines share one deadline and the reply is cut off,
+    not read line by line for up to 128 timeouts."""
+    drip = {"sent": 0, "total": 100}
+
+    def dripper(s):
+        try:
+            while drip["sent"] < drip["total"]:
+                s.sock.sendall(b"220-still greeting\r\n")
+                drip["sent"] += 1
+                time.sleep(0.3)
+        except OSError:
+            pass
+    srv = fake_server([call(dripper)], strict=False)
+    b = prog(srv.port, timeout=2)
+    p = b.sendmail(timeout=60)
+    srv.wait(40)
+    assert p.returncode == 75, p.err
+    assert "timed out" in p.err, p.err
+    assert drip["sent"] < drip["total"], "the client read the whole drip"
+
+
 @pytest.mark.parametrize("where", ["greeting", "ehlo"])
 def test_endless_continuation_lines(fake_server, prog, where):
     flood = Flood(b"", b"250-" + b"x" * 60 + b"\r\n")
