@@ -200,6 +200,18 @@ report_session(const struct endpoint *ep, struct conn *c,
 	line("SHA-256", "%s", ti.sha256);
 }
 
+/* Where a protocol is tested: no bind address, no TLS session cache. */
+static void
+target(const struct test *t, const struct endpoint *ep, struct conn_target *ct)
+{
+	memset(ct, 0, sizeof(*ct));
+	ct->host = ep->host;
+	ct->port = ep->port;
+	ct->tls = ep->tls;
+	ct->timeout = t->acct->timeout;
+	ct->tls_ctx = t->ctx;
+}
+
 /* ---- SMTP ---------------------------------------------------------- */
 
 static const struct endpoint *
@@ -211,19 +223,12 @@ smtp_ep(const struct account *a)
 static enum status
 t_smtp_open(const struct test *t, void **s, struct errinfo *ei)
 {
-	const struct account *a = t->acct;
-	struct smtp_opts so;
+	struct conn_target ct;
 	struct smtp *sm = NULL;
 	enum status st;
 
-	memset(&so, 0, sizeof(so));
-	so.host = a->smtp.host;
-	so.port = a->smtp.port;
-	so.tls = a->smtp.tls;
-	so.timeout = a->timeout;
-	so.ehlo_name = conf_domain(a);
-	so.tls_ctx = t->ctx;
-	st = smtp_open(&sm, &so, ei);
+	target(t, &t->acct->smtp, &ct);
+	st = smtp_open(&sm, &ct, conf_domain(t->acct), ei);
 	*s = sm;
 	return st;
 }
@@ -309,18 +314,12 @@ imap_ep(const struct account *a)
 static enum status
 t_imap_open(const struct test *t, void **s, struct errinfo *ei)
 {
-	const struct account *a = t->acct;
-	struct imap_opts io;
+	struct conn_target ct;
 	struct imap *im = NULL;
 	enum status st;
 
-	memset(&io, 0, sizeof(io));
-	io.host = a->imap.host;
-	io.port = a->imap.port;
-	io.tls = a->imap.tls;
-	io.timeout = a->timeout;
-	io.tls_ctx = t->ctx;
-	st = imap_open(&im, &io, ei);
+	target(t, &t->acct->imap, &ct);
+	st = imap_open(&im, &ct, ei);
 	*s = im;
 	return st;
 }
@@ -376,18 +375,12 @@ pop_ep(const struct account *a)
 static enum status
 t_pop_open(const struct test *t, void **s, struct errinfo *ei)
 {
-	const struct account *a = t->acct;
-	struct pop3_opts po;
+	struct conn_target ct;
 	struct pop3 *p = NULL;
 	enum status st;
 
-	memset(&po, 0, sizeof(po));
-	po.host = a->pop.host;
-	po.port = a->pop.port;
-	po.tls = a->pop.tls;
-	po.timeout = a->timeout;
-	po.tls_ctx = t->ctx;
-	st = pop3_open(&p, &po, ei);
+	target(t, &t->acct->pop, &ct);
+	st = pop3_open(&p, &ct, ei);
 	*s = p;
 	return st;
 }

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "conf.h"
+#include "conn.h"
 #include "cred.h"
 #include "deliver.h"
 #include "fetchstate.h"
@@ -73,8 +74,7 @@ struct run {
 	struct fstate *fs;
 	const char *folder;
 	/* messages delivered and awaiting their flag on the server */
-	uint32_t *done;
-	size_t ndone, donecap;
+	struct imap_uids done;
 	/* totals for the progress line and the log */
 	unsigned long msgs;
 	unsigned long long bytes;
@@ -306,21 +306,6 @@ delivered(struct run *r)
 }
 
 static enum status
-done_add(struct run *r, uint32_t uid, struct errinfo *ei)
-{
-	if (r->ndone == r->donecap) {
-		size_t cap = r->donecap ? r->donecap * 2 : 64;
-		uint32_t *p = realloc(r->done, cap * sizeof(*p));
-		if (p == NULL)
-			return st_errno(ei, ST_SYS, "out of memory");
-		r->done = p;
-		r->donecap = cap;
-	}
-	r->done[r->ndone++] = uid;
-	return ST_OK;
-}
-
-static enum status
 cb_imap_end(void *arg, uint32_t uid, uint64_t size, struct errinfo *ei)
 {
 	struct run *r = arg;
@@ -337,10 +322,10 @@ cb_imap_end(void *arg, uint32_t uid, uint64_t size, struct errinfo *ei)
 	delivered(r);
 	if ((st = fstate_add_uid(r->fs, uid, ei)) != ST_OK)
 		return st;
-	return done_add(r, uid, ei);
+	return imap_uids_add(&r->done, uid, ei);
 }
 
-/* ---- IMAP ------------------------------------------------------------- */
+/* ---- sessions, whatever the protocol ---------------------------------- */
 
 static const char *
 login_name(const struct run *r)
@@ -351,8 +336,8 @@ login_name(const struct run *r)
 /* A session's settings, for login.h's callbacks (reopen, credentials). */
 struct fetch_sess {
 	struct run *r;
-	struct imap_opts io;		/* IMAP */
-	struct pop3_opts po;		/* POP3 */
+	bool pop;			/* POP3, else IMAP */
+	struct conn_target t;
 };
 
 /* login.h's credential getter: the token store, or bearmail-auth. */
@@ -364,37 +349,32 @@ fetch_cred(void *arg, bool refresh, char **secret, struct errinfo *ei)
 	return cred_get(fs->r->conf, fs->r->a, refresh, secret, ei);
 }
 
-/*
- * Log in on *sess with login.h's one forced refresh (l holds the
- * protocol's steps and fs); when getting the fresh token fails, say
- * both what the server said and why.
- */
-static enum status
-fetch_login(struct login *l, struct fetch_sess *fs, void **sess,
-    struct errinfo *ei)
+static void
+fetch_close(const struct fetch_sess *fs, void *sess)
 {
-	struct login_info info;
-	enum status st;
-
-	l->mech = fs->r->a->auth;
-	l->cred = fetch_cred;
-	l->arg = fs;
-	if ((st = login_run(l, sess, &info, ei)) != ST_OK &&
-	    info.step == LOGIN_REFRESH)
-		st_context(ei, "%s; getting a fresh token", info.refusal.msg);
-	return st;
+	if (fs->pop)
+		pop3_close(sess);
+	else
+		imap_close(sess);
 }
 
+/* Close *sess (NULL: none) and put a new session to fs->t in its place. */
 static enum status
-fetch_imap_reopen(void *arg, void **sess, struct errinfo *ei)
+fetch_reopen(void *arg, void **sess, struct errinfo *ei)
 {
 	const struct fetch_sess *fs = arg;
 	struct imap *im = NULL;
+	struct pop3 *p = NULL;
 	enum status st;
 
-	imap_close(*sess);
-	st = imap_open(&im, &fs->io, ei);
-	*sess = im;
+	fetch_close(fs, *sess);
+	if (fs->pop) {
+		st = pop3_open(&p, &fs->t, ei);
+		*sess = p;
+	} else {
+		st = imap_open(&im, &fs->t, ei);
+		*sess = im;
+	}
 	return st;
 }
 
@@ -412,40 +392,75 @@ fetch_imap_usable(void *s)
 }
 
 static enum status
-imap_connect(struct run *r, struct imap **out, struct errinfo *ei)
+fetch_pop_auth(void *s, enum auth_mech mech, const char *user,
+    const char *secret, bool *rejected, struct errinfo *ei)
 {
-	const struct account *a = r->a;
+	return pop3_auth(s, mech, user, secret, rejected, ei);
+}
+
+static bool
+fetch_pop_usable(void *s)
+{
+	return pop3_usable(s);
+}
+
+/*
+ * Connect to the account's POP3 (pop) or IMAP server and log in as
+ * user, with login.h's one forced refresh; when getting the fresh token
+ * fails, say both what the server said and why.  *out is the session,
+ * or NULL on failure.
+ */
+static enum status
+fetch_connect(struct run *r, bool pop, const char *user, void **out,
+    struct errinfo *ei)
+{
+	const struct endpoint *ep = pop ? &r->a->pop : &r->a->imap;
 	struct fetch_sess fs;
-	struct imap *im = NULL;
+	struct login_info info;
 	struct login l;
-	void *sess;
 	enum status st;
 
 	*out = NULL;
 	memset(&fs, 0, sizeof(fs));
 	fs.r = r;
-	fs.io.host = a->imap.host;
-	fs.io.port = a->imap.port;
-	fs.io.tls = a->imap.tls;
-	fs.io.timeout = a->timeout;
-	fs.io.tls_ctx = r->tls;
-	fs.io.tls_cache_dir = r->tlsdir;
-	if ((st = imap_open(&im, &fs.io, ei)) != ST_OK)
+	fs.pop = pop;
+	fs.t.host = ep->host;
+	fs.t.port = ep->port;
+	fs.t.tls = ep->tls;
+	fs.t.timeout = r->a->timeout;
+	fs.t.tls_ctx = r->tls;
+	fs.t.tls_cache_dir = r->tlsdir;
+	if ((st = fetch_reopen(&fs, out, ei)) != ST_OK)
 		return st;
 	memset(&l, 0, sizeof(l));
-	l.user = login_name(r);
-	l.auth = fetch_imap_auth;
-	l.usable = fetch_imap_usable;
-	l.reopen = fetch_imap_reopen;
-	sess = im;
-	st = fetch_login(&l, &fs, &sess, ei);
-	im = sess;
-	if (st != ST_OK) {
-		imap_close(im);
-		return st;
+	l.mech = r->a->auth;
+	l.user = user;
+	l.auth = pop ? fetch_pop_auth : fetch_imap_auth;
+	l.usable = pop ? fetch_pop_usable : fetch_imap_usable;
+	l.reopen = fetch_reopen;
+	l.cred = fetch_cred;
+	l.arg = &fs;
+	if ((st = login_run(&l, out, &info, ei)) != ST_OK) {
+		if (info.step == LOGIN_REFRESH)
+			st_context(ei, "%s; getting a fresh token",
+			    info.refusal.msg);
+		fetch_close(&fs, *out);
+		*out = NULL;
 	}
-	*out = im;
-	return ST_OK;
+	return st;
+}
+
+/* ---- IMAP ------------------------------------------------------------- */
+
+static enum status
+imap_connect(struct run *r, struct imap **out, struct errinfo *ei)
+{
+	enum status st;
+	void *s;
+
+	st = fetch_connect(r, false, login_name(r), &s, ei);
+	*out = s;
+	return st;
 }
 
 /* Flag (or delete) what was delivered since the last call. */
@@ -455,13 +470,25 @@ imap_flush_done(struct run *r, struct imap *im, struct errinfo *ei)
 	enum status st = ST_OK;
 	size_t i, n;
 
-	for (i = 0; i < r->ndone && st == ST_OK; i += n) {
-		n = r->ndone - i > 1000 ? 1000 : r->ndone - i;
+	for (i = 0; i < r->done.n && st == ST_OK; i += n) {
+		n = r->done.n - i > 1000 ? 1000 : r->done.n - i;
 		if (r->o->delete)
-			st = imap_store(im, r->done + i, n, "\\Deleted", ei);
+			st = imap_store(im, r->done.v + i, n, "\\Deleted", ei);
 		else if (!r->o->all)
-			st = imap_store(im, r->done + i, n, "\\Seen", ei);
+			st = imap_store(im, r->done.v + i, n, "\\Seen", ei);
 	}
+	return st;
+}
+
+/* Keep what was just delivered for the EXPUNGE at the folder's end. */
+static enum status
+imap_del_add(struct run *r, struct imap_uids *del, struct errinfo *ei)
+{
+	enum status st = ST_OK;
+	size_t j;
+
+	for (j = 0; j < r->done.n && st == ST_OK; j++)
+		st = imap_uids_add(del, r->done.v[j], ei);
 	return st;
 }
 
@@ -477,15 +504,16 @@ imap_folder(struct run *r, struct imap *im, const char *folder,
     struct errinfo *ei)
 {
 	struct imap_mailbox mb;
-	struct imap_uids found;
-	uint32_t *todo = NULL, *del = NULL;
-	size_t ntodo, ndel = 0, delcap = 0, i, j, n;
+	struct imap_uids found, del;
+	uint32_t *todo = NULL;
+	size_t ntodo, i, n;
 	uint32_t lo;
 	unsigned long before = r->msgs;
 	bool reset, readonly = !r->o->delete && r->o->all;
 	enum status st;
 
 	memset(&found, 0, sizeof(found));
+	memset(&del, 0, sizeof(del));
 	r->folder = folder;
 	if ((st = imap_select(im, folder, readonly, &mb, ei)) != ST_OK)
 		return st;
@@ -519,63 +547,38 @@ imap_folder(struct run *r, struct imap *im, const char *folder,
 		 * by a crash get their flag now. */
 		todo = found.v;
 		ntodo = 0;
-		r->ndone = 0;
+		r->done.n = 0;
 		for (i = 0; i < found.n; i++) {
 			if (!fstate_has_uid(r->fs, found.v[i]))
 				todo[ntodo++] = found.v[i];
 			else if ((r->o->delete || !r->o->all) &&
-			    (st = done_add(r, found.v[i], ei)) != ST_OK)
+			    (st = imap_uids_add(&r->done, found.v[i], ei)) !=
+			    ST_OK)
 				goto out;
 		}
-		if ((st = imap_flush_done(r, im, ei)) != ST_OK)
+		if ((st = imap_flush_done(r, im, ei)) != ST_OK ||
+		    (r->o->delete && (st = imap_del_add(r, &del, ei)) != ST_OK))
 			goto out;
-		if (r->o->delete)
-			for (j = 0; j < r->ndone; j++) {
-				if (ndel == delcap) {
-					size_t cap = delcap ? delcap * 2 : 64;
-					uint32_t *p = realloc(del, cap *
-					    sizeof(*p));
-					if (p == NULL) {
-						st = st_errno(ei, ST_SYS,
-						    "out of memory");
-						goto out;
-					}
-					del = p;
-					delcap = cap;
-				}
-				del[ndel++] = r->done[j];
-			}
 		for (i = 0; i < ntodo; i += n) {
 			n = ntodo - i > IMAP_FETCH_BATCH ? IMAP_FETCH_BATCH :
 			    ntodo - i;
-			r->ndone = 0;
+			r->done.n = 0;
 			st = imap_fetch(im, todo + i, n, &imap_cbs, r, ei);
 			/* Flag what did get delivered, even after a failure. */
 			if (imap_usable(im))
 				(void)imap_flush_done(r, im, st == ST_OK ? ei :
 				    NULL);
-			for (j = 0; r->o->delete && j < r->ndone; j++) {
-				if (ndel == delcap) {
-					size_t cap = delcap ? delcap * 2 : 64;
-					uint32_t *p = realloc(del, cap *
-					    sizeof(*p));
-					if (p == NULL) {
-						st = st_errno(ei, ST_SYS,
-						    "out of memory");
-						goto out;
-					}
-					del = p;
-					delcap = cap;
-				}
-				del[ndel++] = r->done[j];
-			}
+			/* After a failure nothing is expunged: no need to
+			 * keep its UIDs. */
+			if (st == ST_OK && r->o->delete)
+				st = imap_del_add(r, &del, ei);
 			if (st != ST_OK)
 				goto out;
 		}
 	}
-	for (i = 0; i < ndel; i += n) {
-		n = ndel - i > 1000 ? 1000 : ndel - i;
-		if ((st = imap_expunge(im, del + i, n, ei)) != ST_OK)
+	for (i = 0; i < del.n; i += n) {
+		n = del.n - i > 1000 ? 1000 : del.n - i;
+		if ((st = imap_expunge(im, del.v + i, n, ei)) != ST_OK)
 			goto out;
 	}
 	st = fstate_compact(r->fs, false, ei);
@@ -584,11 +587,11 @@ out:
 		log_info("%s: %lu message%s from %s folder %s delivered to %s",
 		    r->a->name, r->msgs - before, r->msgs - before == 1 ? "" :
 		    "s", r->a->imap.host, folder, deliver_name(r->d));
-	if (ndel > 0 && st == ST_OK)
-		log_info("%s: %zu message%s deleted from %s", r->a->name, ndel,
-		    ndel == 1 ? "" : "s", folder);
+	if (del.n > 0 && st == ST_OK)
+		log_info("%s: %zu message%s deleted from %s", r->a->name,
+		    del.n, del.n == 1 ? "" : "s", folder);
 	imap_uids_free(&found);
-	free(del);
+	imap_uids_free(&del);
 	fstate_free(r->fs);
 	r->fs = NULL;
 	return st;
@@ -664,69 +667,17 @@ retry:
 /* ---- POP3 ------------------------------------------------------------- */
 
 static enum status
-fetch_pop_reopen(void *arg, void **sess, struct errinfo *ei)
-{
-	const struct fetch_sess *fs = arg;
-	struct pop3 *p = NULL;
-	enum status st;
-
-	pop3_close(*sess);
-	st = pop3_open(&p, &fs->po, ei);
-	*sess = p;
-	return st;
-}
-
-static enum status
-fetch_pop_auth(void *s, enum auth_mech mech, const char *user,
-    const char *secret, bool *rejected, struct errinfo *ei)
-{
-	return pop3_auth(s, mech, user, secret, rejected, ei);
-}
-
-static bool
-fetch_pop_usable(void *s)
-{
-	return pop3_usable(s);
-}
-
-static enum status
 pop_connect(struct run *r, struct pop3 **out, struct errinfo *ei)
 {
-	const struct account *a = r->a;
-	struct fetch_sess fs;
-	struct pop3 *p = NULL;
-	struct login l;
 	char user[600];
-	void *sess;
 	enum status st;
+	void *s;
 
-	*out = NULL;
 	snprintf(user, sizeof(user), "%s%s", r->o->recent ? "recent:" : "",
 	    login_name(r));
-	memset(&fs, 0, sizeof(fs));
-	fs.r = r;
-	fs.po.host = a->pop.host;
-	fs.po.port = a->pop.port;
-	fs.po.tls = a->pop.tls;
-	fs.po.timeout = a->timeout;
-	fs.po.tls_ctx = r->tls;
-	fs.po.tls_cache_dir = r->tlsdir;
-	if ((st = pop3_open(&p, &fs.po, ei)) != ST_OK)
-		return st;
-	memset(&l, 0, sizeof(l));
-	l.user = user;
-	l.auth = fetch_pop_auth;
-	l.usable = fetch_pop_usable;
-	l.reopen = fetch_pop_reopen;
-	sess = p;
-	st = fetch_login(&l, &fs, &sess, ei);
-	p = sess;
-	if (st != ST_OK) {
-		pop3_close(p);
-		return st;
-	}
-	*out = p;
-	return ST_OK;
+	st = fetch_connect(r, true, user, &s, ei);
+	*out = s;
+	return st;
 }
 
 static const struct pop3_retr_cb pop_cbs = {
@@ -879,7 +830,7 @@ out:
 		st_context(ei, "%s", r.a->name);
 	deliver_free(r.d);
 	tls_ctx_free(r.tls);
-	free(r.done);
+	imap_uids_free(&r.done);
 	fstate_unlock(lockfd);
 	return st;
 }

@@ -399,6 +399,50 @@ conn_open(struct conn **out, const struct conn_opts *o, struct errinfo *ei)
 	return st;
 }
 
+enum status
+conn_target_check(const struct conn_target *t, const char *proto,
+    struct errinfo *ei)
+{
+	if (t->host == NULL || t->timeout <= 0 || t->port == 0 ||
+	    t->port > 65535)
+		return st_error(ei, ST_CONFIG, "%s: no host, port or timeout",
+		    proto);
+	if (t->tls != TLSM_NONE && t->tls_ctx == NULL)
+		return st_error(ei, ST_CONFIG, "%s: TLS without trust anchors",
+		    proto);
+	return ST_OK;
+}
+
+enum status
+conn_open_target(struct conn **out, const struct conn_target *t,
+    const char *proto, size_t line_max, struct errinfo *ei)
+{
+	struct conn_opts co;
+	char port[16];
+	enum status st;
+
+	*out = NULL;
+	if ((st = conn_target_check(t, proto, ei)) != ST_OK)
+		return st;
+	snprintf(port, sizeof(port), "%u", t->port);
+	memset(&co, 0, sizeof(co));
+	co.host = t->host;
+	co.port = port;
+	co.timeout = t->timeout;
+	co.line_max = line_max;
+	co.bind_addr = t->bind_addr;
+	co.tls_cache_dir = t->tls_cache_dir;
+	if ((st = conn_open(out, &co, ei)) != ST_OK)
+		return st;
+	if (t->tls == TLSM_TLS &&
+	    (st = conn_starttls(*out, t->tls_ctx, ei)) != ST_OK) {
+		/* No QUIT or LOGOUT in clear to a port that speaks TLS. */
+		conn_close(*out);
+		*out = NULL;
+	}
+	return st;
+}
+
 /* --- writing ---------------------------------------------------------- */
 
 /* Send the queue under the current deadline. */
@@ -980,6 +1024,15 @@ bool
 conn_is_tls(const struct conn *c)
 {
 	return c->tls != NULL;
+}
+
+enum status
+conn_secret_ok(const struct conn *c, struct errinfo *ei)
+{
+	if (c->tls != NULL || conf_is_loopback(c->peer))
+		return ST_OK;
+	return st_error(ei, ST_TLS, "refusing to send credentials to %s over "
+	    "a connection without TLS", c->host);
 }
 
 enum status

@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "conf.h"
 #include "status.h"
 
 struct conn;
@@ -56,6 +57,42 @@ enum status conn_open(struct conn **out, const struct conn_opts *o,
     struct errinfo *ei);
 
 /*
+ * Where a mail client connects and how: what smtp_open(), imap_open()
+ * and pop3_open() take.  It need only last for the call: what the
+ * session keeps is copied.
+ */
+struct conn_target {
+	const char *host;	/* server name; also the TLS name checked */
+	unsigned port;		/* 1 to 65535 */
+	enum tls_mode tls;	/* TLSM_STARTTLS, TLSM_TLS or TLSM_NONE */
+	int timeout;		/* seconds per network operation, > 0 */
+	struct tls_ctx *tls_ctx; /* trust anchors; required unless tls is
+				   TLSM_NONE; not owned */
+	const char *bind_addr;	/* local source address, or NULL (tests) */
+	const char *tls_cache_dir; /* conn_opts.tls_cache_dir, or NULL */
+};
+
+/*
+ * ST_CONFIG when t lacks a host, port or timeout, or wants TLS without
+ * trust anchors; proto ("smtp", "imap", "pop3") begins the text.  The
+ * protocols call it before they allocate anything, so that a bad
+ * target fails first and bare.
+ */
+enum status conn_target_check(const struct conn_target *t, const char *proto,
+    struct errinfo *ei);
+
+/*
+ * The start every protocol client shares: conn_target_check(),
+ * conn_open() with lines up to line_max, and with TLSM_TLS the implicit
+ * handshake (conn_starttls()) before anything is read.  STARTTLS is left
+ * to the protocol, which must ask for it first.  Fails as those do; on
+ * failure *out is NULL and nothing was sent (a TLS port gets no goodbye
+ * in clear).
+ */
+enum status conn_open_target(struct conn **out, const struct conn_target *t,
+    const char *proto, size_t line_max, struct errinfo *ei);
+
+/*
  * Run a TLS handshake on the connection (implicit TLS right after
  * conn_open(), or STARTTLS after the server said go ahead).  The server
  * certificate is always verified against ctx's trust anchors and the host
@@ -78,6 +115,13 @@ enum status conn_starttls(struct conn *c, struct tls_ctx *ctx,
 
 /* True once conn_starttls() succeeded. */
 bool conn_is_tls(const struct conn *c);
+
+/*
+ * Whether credentials may go over c, asked by every AUTH before it sends
+ * anything: ST_OK over TLS or to a loopback peer (a local server or a
+ * tunnel), else ST_TLS.
+ */
+enum status conn_secret_ok(const struct conn *c, struct errinfo *ei);
 
 /* TLS details for `bearmail-auth test`; ST_TLS if not a TLS connection. */
 enum status conn_tls_info(const struct conn *c, struct tls_info *info,

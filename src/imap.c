@@ -284,8 +284,8 @@ imap_uids_free(struct imap_uids *u)
 	memset(u, 0, sizeof(*u));
 }
 
-static enum status
-uids_add(struct imap_uids *u, uint32_t v, struct errinfo *ei)
+enum status
+imap_uids_add(struct imap_uids *u, uint32_t v, struct errinfo *ei)
 {
 	if (u->n == u->cap) {
 		size_t cap = u->cap ? u->cap * 2 : 256;
@@ -768,7 +768,7 @@ imap_untagged(struct imap *im, char *line, size_t len, struct errinfo *ei)
 		    IMAP_TK_ATOM) {
 			if (!imap_u32(s, n, &v) || v == 0)
 				return imap_proto(im, ei, "SEARCH");
-			if ((st = uids_add(im->search, v, ei)) != ST_OK)
+			if ((st = imap_uids_add(im->search, v, ei)) != ST_OK)
 				return st;
 		}
 		/* "(MODSEQ n)" after the numbers (CONDSTORE) is fine. */
@@ -905,41 +905,27 @@ imap_capability(struct imap *im, struct errinfo *ei)
 /* Session                                                              */
 
 enum status
-imap_open(struct imap **out, const struct imap_opts *o, struct errinfo *ei)
+imap_open(struct imap **out, const struct conn_target *t, struct errinfo *ei)
 {
-	struct conn_opts co;
 	struct imap *im;
-	char port[16];
 	enum status st;
 
 	*out = NULL;
-	if (o->host == NULL || o->port == 0 || o->timeout <= 0)
-		return st_error(ei, ST_CONFIG, "imap: no host, port or timeout");
-	if (o->tls != TLSM_NONE && o->tls_ctx == NULL)
-		return st_error(ei, ST_CONFIG, "imap: TLS without trust anchors");
+	if ((st = conn_target_check(t, "imap", ei)) != ST_OK)
+		return st;
 	if ((im = calloc(1, sizeof(*im))) == NULL)
 		return st_errno(ei, ST_SYS, "out of memory");
 	buf_init(&im->cont, IMAP_SASL_MAX);
-	im->port = o->port;
-	if ((im->host = strdup(o->host)) == NULL) {
+	im->port = t->port;
+	if ((im->host = strdup(t->host)) == NULL) {
 		st = st_errno(ei, ST_SYS, "out of memory");
 		goto fail;
 	}
-	snprintf(port, sizeof(port), "%u", o->port);
-	memset(&co, 0, sizeof(co));
-	co.host = o->host;
-	co.port = port;
-	co.timeout = o->timeout;
-	co.line_max = IMAP_LINE_MAX;
-	co.bind_addr = o->bind_addr;
-	co.tls_cache_dir = o->tls_cache_dir;
 	imap_set_state(im, IS_GREETING);
-	if ((st = conn_open(&im->c, &co, ei)) != ST_OK)
+	if ((st = conn_open_target(&im->c, t, "imap", IMAP_LINE_MAX, ei)) !=
+	    ST_OK)
 		goto fail;
 	im->usable = true;
-	if (o->tls == TLSM_TLS &&
-	    (st = conn_starttls(im->c, o->tls_ctx, ei)) != ST_OK)
-		goto fail;
 	snprintf(im->tag, sizeof(im->tag), "*");	/* no tagged reply is expected yet */
 	if ((st = imap_read_one(im, ei)) != ST_OK)
 		goto fail;
@@ -951,12 +937,12 @@ imap_open(struct imap **out, const struct imap_opts *o, struct errinfo *ei)
 	snprintf(im->greeting, sizeof(im->greeting), "%s", im->text);
 	if (im->bye[0] != '\0') {
 		st = st_error(ei, ST_TEMPFAIL, "%s refuses the connection: %s",
-		    o->host, im->bye);
+		    t->host, im->bye);
 		goto fail;
 	}
 	if (im->caps[0] == '\0' && (st = imap_capability(im, ei)) != ST_OK)
 		goto fail;
-	if (o->tls == TLSM_STARTTLS) {
+	if (t->tls == TLSM_STARTTLS) {
 		if (!imap_has_cap(im, "STARTTLS")) {
 			st = st_error(ei, ST_TLS, "the server does not offer "
 			    "STARTTLS; refusing to go on without TLS");
@@ -966,7 +952,7 @@ imap_open(struct imap **out, const struct imap_opts *o, struct errinfo *ei)
 		if ((st = imap_cmd(im, false, ei, "STARTTLS")) != ST_OK ||
 		    (st = imap_wait(im, "STARTTLS", ei)) != ST_OK)
 			goto fail;
-		if ((st = conn_starttls(im->c, o->tls_ctx, ei)) != ST_OK)
+		if ((st = conn_starttls(im->c, t->tls_ctx, ei)) != ST_OK)
 			goto fail;
 		/* RFC 3501 6.2.1: what was said in clear is forgotten. */
 		if ((st = imap_capability(im, ei)) != ST_OK)
@@ -975,7 +961,7 @@ imap_open(struct imap **out, const struct imap_opts *o, struct errinfo *ei)
 	*out = im;
 	return ST_OK;
 fail:
-	st_context(ei, "%s:%u", o->host, o->port);
+	st_context(ei, "%s:%u", t->host, t->port);
 	imap_close(im);
 	return st;
 }
@@ -1011,9 +997,8 @@ imap_auth(struct imap *im, enum auth_mech mech, const char *user,
 	if (!im->usable)
 		return st_error(ei, ST_NET, "%s: IMAP session no longer usable",
 		    im->host);
-	if (!conn_is_tls(im->c) && !conf_is_loopback(conn_peer(im->c)))
-		return st_error(ei, ST_TLS, "refusing to send credentials to "
-		    "%s over a connection without TLS", im->host);
+	if ((st = conn_secret_ok(im->c, ei)) != ST_OK)
+		return st;
 	snprintf(capname, sizeof(capname), "AUTH=%s", name);
 	if (!imap_has_cap(im, capname))
 		return st_error(ei, ST_CONFIG, "%s does not offer AUTHENTICATE "

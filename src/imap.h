@@ -40,7 +40,7 @@
 #include "status.h"
 
 struct conn;
-struct tls_ctx;
+struct conn_target;
 struct imap;
 
 #define IMAP_LINE_MAX	(128 * 1024)	/* longest response line */
@@ -50,22 +50,13 @@ struct imap;
 					   SEARCH response under 64 KB */
 #define IMAP_FETCH_BATCH 50		/* UIDs per UID FETCH command */
 
-struct imap_opts {
-	const char *host;
-	unsigned port;
-	enum tls_mode tls;
-	int timeout;			/* seconds per network operation */
-	struct tls_ctx *tls_ctx;	/* required unless tls is TLSM_NONE */
-	const char *bind_addr;
-	const char *tls_cache_dir;	/* conn_opts.tls_cache_dir, or NULL */
-};
-
 /*
- * Connect, read the greeting, learn the capabilities, and run STARTTLS
- * (TLSM_STARTTLS: required; capabilities are asked again afterwards) or
- * the implicit handshake (TLSM_TLS).  *out is freed with imap_close().
+ * Connect to t (conn_open_target()), read the greeting, learn the
+ * capabilities, and run STARTTLS (TLSM_STARTTLS: required; capabilities
+ * are asked again afterwards) or the implicit handshake (TLSM_TLS).
+ * *out is freed with imap_close().
  */
-enum status imap_open(struct imap **out, const struct imap_opts *o,
+enum status imap_open(struct imap **out, const struct conn_target *t,
     struct errinfo *ei);
 
 /* Whether the server announced capability name ("IDLE", "UIDPLUS"...). */
@@ -132,6 +123,10 @@ struct imap_uids {
 	size_t n, cap;
 };
 void imap_uids_free(struct imap_uids *u);
+
+/* Append v to u, which grows as needed.  ST_SYS when out of memory. */
+enum status imap_uids_add(struct imap_uids *u, uint32_t v,
+    struct errinfo *ei);
 
 /*
  * UID SEARCH among messages lo..hi (sequence numbers) for unseen ones,

@@ -328,54 +328,40 @@ pop3_capa(struct pop3 *p, struct errinfo *ei)
 }
 
 enum status
-pop3_open(struct pop3 **out, const struct pop3_opts *o, struct errinfo *ei)
+pop3_open(struct pop3 **out, const struct conn_target *t, struct errinfo *ei)
 {
-	struct conn_opts co;
 	struct pop3 *p;
-	char port[16];
 	enum status st;
 	enum reply r;
 
 	*out = NULL;
-	if (o->host == NULL || o->port == 0 || o->timeout <= 0)
-		return st_error(ei, ST_CONFIG, "pop3: no host, port or timeout");
-	if (o->tls != TLSM_NONE && o->tls_ctx == NULL)
-		return st_error(ei, ST_CONFIG, "pop3: TLS without trust anchors");
+	if ((st = conn_target_check(t, "pop3", ei)) != ST_OK)
+		return st;
 	if ((p = calloc(1, sizeof(*p))) == NULL)
 		return st_errno(ei, ST_SYS, "out of memory");
 	buf_init(&p->cont, POP3_SASL_MAX);
-	p->port = o->port;
-	if ((p->host = strdup(o->host)) == NULL) {
+	p->port = t->port;
+	if ((p->host = strdup(t->host)) == NULL) {
 		st = st_errno(ei, ST_SYS, "out of memory");
 		goto fail;
 	}
-	snprintf(port, sizeof(port), "%u", o->port);
-	memset(&co, 0, sizeof(co));
-	co.host = o->host;
-	co.port = port;
-	co.timeout = o->timeout;
-	co.line_max = POP3_LINE_MAX;
-	co.bind_addr = o->bind_addr;
-	co.tls_cache_dir = o->tls_cache_dir;
 	pop3_set_state(PS_GREETING);
-	if ((st = conn_open(&p->c, &co, ei)) != ST_OK)
+	if ((st = conn_open_target(&p->c, t, "pop3", POP3_LINE_MAX, ei)) !=
+	    ST_OK)
 		goto fail;
 	p->usable = true;
-	if (o->tls == TLSM_TLS &&
-	    (st = conn_starttls(p->c, o->tls_ctx, ei)) != ST_OK)
-		goto fail;
 	if ((st = pop3_reply(p, false, &r, ei)) != ST_OK)
 		goto fail;
 	if (r != RP_OK) {
 		st = st_error(ei, ST_TEMPFAIL, "%s refuses the connection: %s",
-		    o->host, p->text);
+		    t->host, p->text);
 		goto fail;
 	}
 	/* Kept for pop3_greeting(): p->text is the next reply's soon. */
 	snprintf(p->greeting, sizeof(p->greeting), "%s", p->text);
 	if ((st = pop3_capa(p, ei)) != ST_OK)
 		goto fail;
-	if (o->tls == TLSM_STARTTLS) {
+	if (t->tls == TLSM_STARTTLS) {
 		if (!pop3_has_cap(p, "STLS")) {
 			st = st_error(ei, ST_TLS, "the server does not offer "
 			    "STLS; refusing to go on without TLS");
@@ -385,7 +371,7 @@ pop3_open(struct pop3 **out, const struct pop3_opts *o, struct errinfo *ei)
 		if ((st = pop3_cmd(p, ei, "STLS")) != ST_OK ||
 		    (st = pop3_simple(p, "STLS", ei)) != ST_OK)
 			goto fail;
-		if ((st = conn_starttls(p->c, o->tls_ctx, ei)) != ST_OK)
+		if ((st = conn_starttls(p->c, t->tls_ctx, ei)) != ST_OK)
 			goto fail;
 		/* RFC 2595 4: forget the capabilities; ask again. */
 		if ((st = pop3_capa(p, ei)) != ST_OK)
@@ -394,7 +380,7 @@ pop3_open(struct pop3 **out, const struct pop3_opts *o, struct errinfo *ei)
 	*out = p;
 	return ST_OK;
 fail:
-	st_context(ei, "%s:%u", o->host, o->port);
+	st_context(ei, "%s:%u", t->host, t->port);
 	pop3_close(p);
 	return st;
 }
@@ -430,9 +416,8 @@ pop3_auth(struct pop3 *p, enum auth_mech mech, const char *user,
 	if (!p->usable)
 		return st_error(ei, ST_NET, "%s: POP3 session no longer usable",
 		    p->host);
-	if (!conn_is_tls(p->c) && !conf_is_loopback(conn_peer(p->c)))
-		return st_error(ei, ST_TLS, "refusing to send credentials to "
-		    "%s over a connection without TLS", p->host);
+	if ((st = conn_secret_ok(p->c, ei)) != ST_OK)
+		return st;
 	/* Servers without CAPA may still take AUTH: only a list we know
 	 * that lacks the mechanism stops us. */
 	if (p->sasl[0] != '\0' && !sasl_mech_offered(p->sasl, mech))

@@ -32,24 +32,17 @@
 #include "status.h"
 
 struct conn;
-struct tls_ctx;
+struct conn_target;
 struct pop3;
 
 #define POP3_LINE_MAX	4096		/* longest response line */
 #define POP3_CHUNK	(64 * 1024)	/* message bytes per callback */
 
-struct pop3_opts {
-	const char *host;
-	unsigned port;
-	enum tls_mode tls;
-	int timeout;
-	struct tls_ctx *tls_ctx;
-	const char *bind_addr;
-	const char *tls_cache_dir;	/* conn_opts.tls_cache_dir, or NULL */
-};
-
-/* Connect, greeting, CAPA, STLS as the mode says.  Free with pop3_close(). */
-enum status pop3_open(struct pop3 **out, const struct pop3_opts *o,
+/*
+ * Connect to t (conn_open_target()), greeting, CAPA, STLS as the mode
+ * says.  Free with pop3_close().
+ */
+enum status pop3_open(struct pop3 **out, const struct conn_target *t,
     struct errinfo *ei);
 
 /* Whether CAPA listed name ("UIDL", "STLS"...); SASL mechanisms: see auth. */

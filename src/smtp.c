@@ -643,19 +643,6 @@ smtp_ehlo(struct smtp *s, struct errinfo *ei)
 	return st;
 }
 
-/* Peer is 127.0.0.0/8 or ::1 (possibly v4-mapped). */
-static bool
-smtp_peer_loopback(const struct smtp *s)
-{
-	const char *p = conn_peer(s->c);
-
-	if (p == NULL)
-		return false;
-	if (strncasecmp(p, "::ffff:", 7) == 0)
-		p += 7;
-	return strncmp(p, "127.", 4) == 0 || strcmp(p, "::1") == 0;
-}
-
 /* A name we can put on the EHLO line: no spaces, no control bytes. */
 static bool
 ehlo_name_ok(const char *n)
@@ -672,53 +659,35 @@ ehlo_name_ok(const char *n)
 /* Session                                                              */
 
 enum status
-smtp_open(struct smtp **out, const struct smtp_opts *o, struct errinfo *ei)
+smtp_open(struct smtp **out, const struct conn_target *t,
+    const char *ehlo_name, struct errinfo *ei)
 {
-	struct conn_opts co;
 	struct smtp_reply r;
 	struct smtp *s = NULL;
-	char port[16];
 	const char *ename;
 	enum status st;
 
 	*out = NULL;
-	ename = o->ehlo_name != NULL ? o->ehlo_name : "localhost";
-	if (o->host == NULL || o->timeout <= 0 || o->port == 0 ||
-	    o->port > 65535)
-		return st_error(ei, ST_CONFIG, "smtp: no host, port or timeout");
+	ename = ehlo_name != NULL ? ehlo_name : "localhost";
+	if ((st = conn_target_check(t, "smtp", ei)) != ST_OK)
+		return st;
 	if (!ehlo_name_ok(ename))
 		return st_error(ei, ST_CONFIG, "smtp: '%s' cannot be an EHLO "
 		    "name (domain)", ename);
-	if (o->tls != TLSM_NONE && o->tls_ctx == NULL)
-		return st_error(ei, ST_CONFIG, "smtp: TLS without trust anchors");
-
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return st_errno(ei, ST_SYS, "out of memory");
 	buf_init(&s->challenge, SMTP_SASL_MAX);
-	s->port = o->port;
-	if ((s->host = strdup(o->host)) == NULL ||
+	s->port = t->port;
+	if ((s->host = strdup(t->host)) == NULL ||
 	    (s->ehlo_name = strdup(ename)) == NULL) {
 		st = st_errno(ei, ST_SYS, "out of memory");
 		goto fail;
 	}
-	snprintf(port, sizeof(port), "%u", o->port);
-	memset(&co, 0, sizeof(co));
-	co.host = o->host;
-	co.port = port;
-	co.timeout = o->timeout;
-	co.line_max = SMTP_LINE_MAX;
-	co.bind_addr = o->bind_addr;
-	co.tls_cache_dir = o->tls_cache_dir;
 	smtp_set_phase(s, SMTP_PH_GREETING);
-	if ((st = conn_open(&s->c, &co, ei)) != ST_OK)
+	if ((st = conn_open_target(&s->c, t, "smtp", SMTP_LINE_MAX, ei)) !=
+	    ST_OK)
 		goto fail;
 	s->usable = true;
-	if (o->tls == TLSM_TLS &&
-	    (st = conn_starttls(s->c, o->tls_ctx, ei)) != ST_OK) {
-		s->usable = false;	/* no QUIT in clear to a TLS port */
-		goto fail;
-	}
-
 	if ((st = smtp_expect(s, SMTP_PH_GREETING, 220, "greeting", &r,
 	    ei)) != ST_OK)
 		goto fail;
@@ -726,7 +695,7 @@ smtp_open(struct smtp **out, const struct smtp_opts *o, struct errinfo *ei)
 	if ((st = smtp_ehlo(s, ei)) != ST_OK)
 		goto fail;
 
-	if (o->tls == TLSM_STARTTLS) {
+	if (t->tls == TLSM_STARTTLS) {
 		if (!(s->caps.flags & SMTP_CAP_STARTTLS)) {
 			st = st_error(ei, ST_TLS, "the server does not offer "
 			    "STARTTLS; refusing to go on without TLS");
@@ -737,7 +706,7 @@ smtp_open(struct smtp **out, const struct smtp_opts *o, struct errinfo *ei)
 		    (st = smtp_expect(s, SMTP_PH_STARTTLS, 220,
 		    "STARTTLS refused", &r, ei)) != ST_OK)
 			goto fail;
-		if ((st = conn_starttls(s->c, o->tls_ctx, ei)) != ST_OK) {
+		if ((st = conn_starttls(s->c, t->tls_ctx, ei)) != ST_OK) {
 			s->usable = false;
 			goto fail;
 		}
@@ -748,7 +717,7 @@ smtp_open(struct smtp **out, const struct smtp_opts *o, struct errinfo *ei)
 	*out = s;
 	return ST_OK;
 fail:
-	st_context(ei, "%s:%u", o->host, o->port);
+	st_context(ei, "%s:%u", t->host, t->port);
 	if (s != NULL && s->c != NULL && s->usable) {
 		/* Say goodbye, best effort: nothing secret has been sent. */
 		if (conn_cmd(s->c, false, NULL, "QUIT") == ST_OK)
@@ -836,9 +805,8 @@ smtp_auth(struct smtp *s, enum auth_mech mech, const char *user,
 	name = mech_names[mech];
 	snprintf(what, sizeof(what), "AUTH %s refused", name);
 
-	if (!conn_is_tls(s->c) && !smtp_peer_loopback(s))
-		return st_error(ei, ST_TLS, "refusing to send credentials to "
-		    "%s over a connection without TLS", s->host);
+	if ((st = conn_secret_ok(s->c, ei)) != ST_OK)
+		return st;
 	if (!(s->caps.flags & SMTP_CAP_AUTH) && !conn_is_tls(s->c) &&
 	    (s->caps.flags & SMTP_CAP_STARTTLS))
 		return st_error(ei, ST_CONFIG, "%s offers AUTH only after "

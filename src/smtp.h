@@ -40,7 +40,7 @@
 #include "status.h"
 
 struct conn;
-struct tls_ctx;
+struct conn_target;
 
 #define SMTP_LINE_MAX		4096	/* longest reply line accepted */
 #define SMTP_REPLY_LINES_MAX	128	/* lines in one multi-line reply */
@@ -53,22 +53,9 @@ struct tls_ctx;
 
 struct smtp;
 
-struct smtp_opts {
-	const char *host;	/* server name; also the TLS name checked */
-	unsigned port;
-	enum tls_mode tls;	/* TLSM_STARTTLS, TLSM_TLS or TLSM_NONE */
-	int timeout;		/* seconds per network operation, > 0 */
-	const char *ehlo_name;	/* EHLO argument (the `domain` key);
-				   NULL: "localhost" */
-	struct tls_ctx *tls_ctx; /* trust anchors; required unless
-				   tls is TLSM_NONE; not owned */
-	const char *bind_addr;	/* local source address, or NULL */
-	const char *tls_cache_dir; /* TLS session cache directory
-				   (conn_opts.tls_cache_dir), or NULL */
-};
-
 /*
- * Connect to o->host:o->port, read the greeting and say EHLO.  With
+ * Connect to t->host:t->port (conn_open_target()), read the greeting and
+ * say EHLO ehlo_name (the `domain` key; NULL: "localhost").  With
  * TLSM_TLS the handshake comes first (port 465).  With TLSM_STARTTLS the
  * server must offer STARTTLS and accept it, or this fails (ST_TLS) and
  * nothing else is sent in clear; after the handshake the capabilities
@@ -78,10 +65,10 @@ struct smtp_opts {
  * On success *out is the session; free it with smtp_close().  On failure
  * *out is NULL and ei says why: ST_NET, ST_TIMEOUT, ST_TLS, ST_PROTO,
  * ST_TEMPFAIL (4xx greeting, 421) or ST_PERMFAIL (5xx greeting or EHLO).
- * The opts strings are copied; o may go away after the call.
+ * The strings are copied; t and ehlo_name may go away after the call.
  */
-enum status smtp_open(struct smtp **out, const struct smtp_opts *o,
-    struct errinfo *ei);
+enum status smtp_open(struct smtp **out, const struct conn_target *t,
+    const char *ehlo_name, struct errinfo *ei);
 
 /* Capability flags (struct smtp_caps.flags). */
 #define SMTP_CAP_STARTTLS	0x0001u

@@ -52,7 +52,7 @@
 struct submit_sess {
 	const struct conf *conf;
 	const struct account *acct;
-	struct smtp_opts so;
+	struct conn_target so;
 	char *ehlo;
 	char *tlsdir;			/* STATE_DIR/tls: session cache */
 	struct smtp *s;
@@ -171,7 +171,7 @@ sess_open(struct submit_sess *ss, struct errinfo *ei)
 	const struct account *a = ss->acct;
 	enum status st;
 
-	if ((st = smtp_open(&ss->s, &ss->so, ei)) != ST_OK)
+	if ((st = smtp_open(&ss->s, &ss->so, ss->ehlo, ei)) != ST_OK)
 		return st;
 	snprintf(ss->relay, sizeof(ss->relay), "%s[%s]:%u", a->smtp.host,
 	    conn_peer(smtp_conn(ss->s)), a->smtp.port);
@@ -290,7 +290,6 @@ submit_session(struct submit_sess **out, const struct conf *conf,
 		ss->so.port = a->smtp.port;
 		ss->so.tls = a->smtp.tls;
 		ss->so.timeout = a->timeout;
-		ss->so.ehlo_name = ss->ehlo;
 		ss->so.tls_ctx = ctx;
 		ss->so.tls_cache_dir = ss->tlsdir;
 		snprintf(ss->relay, sizeof(ss->relay), "%s:%u", a->smtp.host,

@@ -39,6 +39,7 @@
 
 #include "buf.h"
 #include "conf.h"
+#include "conn.h"
 #include "log.h"
 #include "smtp.h"
 #include "status.h"
@@ -239,14 +240,14 @@ main(int argc, char **argv)
 		{ "peak-rss", no_argument, NULL, O_PEAK },
 		{ NULL, 0, NULL, 0 }
 	};
-	struct smtp_opts so;
+	struct conn_target so;
 	struct smtp_envelope env;
 	struct smtp_result res;
 	struct errinfo ei;
 	struct tls_ctx *ctx = NULL;
 	struct smtp *s = NULL;
 	const char *ca = NULL, *secret_file = NULL, *user = NULL;
-	const char *msgfile = NULL;
+	const char *msgfile = NULL, *ehlo = "client.example";
 	char *tok1 = NULL, *tok2 = NULL;
 	bool have_auth = false, rejected, sized = true, have_size = false;
 	bool peak = false;
@@ -263,7 +264,6 @@ main(int argc, char **argv)
 	st_clear(&ei);
 	so.tls = TLSM_STARTTLS;
 	so.timeout = 10;
-	so.ehlo_name = "client.example";
 	env.sender = "";
 	while ((c = getopt_long(argc, argv, "v", lopts, NULL)) != -1) {
 		switch (c) {
@@ -289,7 +289,7 @@ main(int argc, char **argv)
 			so.timeout = (int)v;
 			break;
 		case O_EHLO:
-			so.ehlo_name = optarg;
+			ehlo = optarg;
 			break;
 		case O_AUTH:
 			if (!parse_mech(optarg, &mech))
@@ -385,7 +385,7 @@ main(int argc, char **argv)
 		goto out;
 	so.tls_ctx = ctx;
 
-	if ((st = smtp_open(&s, &so, &ei)) != ST_OK)
+	if ((st = smtp_open(&s, &so, ehlo, &ei)) != ST_OK)
 		goto out;
 	print_caps(smtp_caps(s));
 	if (have_auth) {
