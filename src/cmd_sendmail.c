@@ -670,8 +670,7 @@ dispatch(struct job *j, int fd, const struct msg_info *info,
 		goto out;
 	}
 	if (!st_retryable(st)) {
-		st_error(ei, why.st, "%s", why.msg);
-		ei->code = why.code;
+		st_pass(ei, &why);
 		goto out;
 	}
 	if (sp == NULL) {

@@ -24,17 +24,6 @@ secret_free(char **secret)
 	*secret = NULL;
 }
 
-/* Record e (a finished call's errinfo) in ei as the failure. */
-static enum status
-pass_on(struct errinfo *ei, const struct errinfo *e)
-{
-	if (ei != NULL && ei->st == ST_OK) {
-		st_error(ei, e->st, "%s", e->msg);
-		ei->code = e->code;
-	}
-	return e->st;
-}
-
 enum status
 login_run(const struct login *l, void **sess, struct login_info *info,
     struct errinfo *ei)
@@ -60,7 +49,7 @@ login_run(const struct login *l, void **sess, struct login_info *info,
 		goto out;
 	if (st != ST_AUTH || !rejected) {
 		info->step = LOGIN_AUTH;
-		st = pass_on(ei, &e);
+		st = st_pass(ei, &e);
 		goto out;
 	}
 
@@ -91,7 +80,7 @@ login_run(const struct login *l, void **sess, struct login_info *info,
 	}
 fail:
 	if (st != ST_OK)
-		st = pass_on(ei, &e);
+		st = st_pass(ei, &e);
 out:
 	secret_free(&secret);
 	return st;

@@ -98,6 +98,16 @@ st_errno(struct errinfo *ei, enum status st, const char *fmt, ...)
 	return st;
 }
 
+enum status
+st_pass(struct errinfo *ei, const struct errinfo *e)
+{
+	if (ei != NULL && ei->st == ST_OK && e->st != ST_OK) {
+		st_error(ei, e->st, "%s", e->msg);
+		ei->code = e->code;
+	}
+	return e->st;
+}
+
 void
 st_context(struct errinfo *ei, const char *fmt, ...)
 {

@@ -58,6 +58,13 @@ enum status st_error(struct errinfo *ei, enum status st, const char *fmt, ...)
 enum status st_errno(struct errinfo *ei, enum status st, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/*
+ * Record e, the errinfo of a call that has finished (often a local one,
+ * kept apart so that a later step could still succeed), as ei's failure,
+ * reply code included, unless ei holds one already.  Returns e->st.
+ */
+enum status st_pass(struct errinfo *ei, const struct errinfo *e);
+
 /* Prefix the recorded text with "context: ".  No-op when nothing failed. */
 void st_context(struct errinfo *ei, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

@@ -74,17 +74,6 @@ note(const char *text)
 	log_wire(LOG_NOTE, text, strlen(text), false);
 }
 
-/* Record e (a finished call's errinfo) in ei as the failure. */
-static enum status
-pass_on(struct errinfo *ei, const struct errinfo *e)
-{
-	if (ei != NULL && ei->st == ST_OK) {
-		st_error(ei, e->st, "%s", e->msg);
-		ei->code = e->code;
-	}
-	return e->st;
-}
-
 int
 submit_tmpfile(struct errinfo *ei)
 {
@@ -363,7 +352,7 @@ submit_send(struct submit_sess *ss, const struct smtp_envelope *env, int fd,
 		st = smtp_send(ss->s, env, fd, res, &e);
 		ss->ntrans++;
 	}
-	return st == ST_OK ? ST_OK : pass_on(ei, &e);
+	return st == ST_OK ? ST_OK : st_pass(ei, &e);
 }
 
 void
@@ -598,7 +587,7 @@ acct_fail(struct run *r, const struct errinfo *e)
 	char prefix[ENVELOPE_ACCOUNT_MAX + 16];
 	const char *msg = e->msg;
 
-	pass_on(&r->acct_ei, e);
+	st_pass(&r->acct_ei, e);
 	/* cred.c's texts name the account already. */
 	snprintf(prefix, sizeof(prefix), "account %s: ", r->acct_name);
 	if (strncmp(msg, prefix, strlen(prefix)) == 0)

@@ -34,6 +34,29 @@ main(void)
 	st_error(&ei, ST_PROTO, "bad reply \"%s\"", "a\r\nb\x1b");
 	is_str(ei.msg, "bad reply \"a??b?\"", "control bytes neutralised");
 
+	{
+		struct errinfo inner;
+
+		st_clear(&inner);
+		st_error(&inner, ST_PERMFAIL, "550 no such user");
+		inner.code = 550;
+		st_clear(&ei);
+		is_int(st_pass(&ei, &inner), ST_PERMFAIL, "st_pass returns "
+		    "the passed status");
+		is_str(ei.msg, "550 no such user", "st_pass copies the text");
+		is_int(ei.code, 550, "st_pass copies the reply code");
+		st_clear(&ei);
+		st_error(&ei, ST_NET, "first");
+		st_pass(&ei, &inner);
+		ok(ei.st == ST_NET && ei.code == 0 &&
+		    strcmp(ei.msg, "first") == 0, "st_pass: first failure wins");
+		st_clear(&ei);
+		st_clear(&inner);
+		is_int(st_pass(&ei, &inner), ST_OK, "st_pass of a success");
+		is_int(ei.st, ST_OK, "records nothing");
+		ok(st_pass(NULL, &inner) == ST_OK, "st_pass: NULL errinfo");
+	}
+
 	st_clear(&ei);
 	st_context(&ei, "nothing");
 	is_str(ei.msg, "", "context without failure is a no-op");
