@@ -9,16 +9,23 @@
 # tests/fuzz/replay_* program is built, then run under memcheck; the
 # reports go to BUILDDIR/valgrind/NAME.PID.log.  A program fails when
 # memcheck found an error (exit 99) or a definite, indirect or possible
-# leak (in its log), or when its own tests fail.  Children it forks are checked for
-# memory errors; their leaks are only noted (a child that ends with
-# _exit() frees nothing by design).
+# leak (in its log), or when its own tests fail.  Children it forks are
+# checked for memory errors; their leaks are only noted (a child that
+# ends with _exit() frees nothing by design).
 #
-# -i also runs the pytest integration tests with
+# -i also runs every pytest integration test file (but test_valgrind.py,
+# which runs valgrind itself) with
 #	BM_WRAPPER="valgrind --error-exitcode=99 ... --log-file=..."
-# in the environment: a test harness that honours BM_WRAPPER puts it
-# (split like a shell would, without a shell) in front of every bearmail
-# program it runs, and its logs land in BUILDDIR/valgrind/ too.  Tests
-# that do not honour it just run the programs plainly.
+# in the environment: tests/integration/conftest.py then puts it (split
+# like a shell would, without a shell) in front of every program of this
+# build that a test starts, however it starts it, and of the bearmail-auth
+# that bearmail runs for a refresh; the test servers wait longer, and the
+# few tests that measure the program's own process (its resident set, its
+# descriptors) skip.  A wrapped program's log is judged like a test
+# program's: any text in it fails the run.  The files run $VG_JOBS at a time (default 4: most of a test's
+# time is spent waiting on the other side); each one's output is
+# BUILDDIR/valgrind/integration/NAME.log, and the programs' memcheck
+# logs land in BUILDDIR/valgrind/ as prog.PID.log.
 #
 # Extra memcheck options: $VALGRIND_OPTS (valgrind reads it itself).
 # Suppressions for third-party libraries, if ever needed:
@@ -61,6 +68,9 @@ make -j"$jobs" >"$dir/valgrind-build.log" 2>&1 &&
 logs=$dir/valgrind
 rm -rf "$logs"
 mkdir -p "$logs"
+# The privilege tests run bearmail as a throwaway user: its memcheck log
+# must be writable for it too.
+chmod 1777 "$logs"
 supp=
 [ -f "$srcdir/tests/valgrind.supp" ] &&
 	supp="--suppressions=$srcdir/tests/valgrind.supp"
@@ -103,11 +113,23 @@ done
 if [ $integration = yes ]; then
 	BM_WRAPPER="$vg --log-file=$logs/prog.%p.log"
 	export BM_WRAPPER
-	echo "valgrind: integration tests with BM_WRAPPER"
-	"${PYTHON3:-/usr/bin/python3}" -m pytest -q -p no:cacheprovider \
-	    "$srcdir/tests/integration" >"$logs/integration.out" 2>&1 ||
+	mkdir -p "$logs/integration"
+	echo "valgrind: integration tests with BM_WRAPPER," \
+	    "${VG_JOBS:-4} files at a time"
+	# Largest first: the longest files should not start last.
+	ls -S "$srcdir"/tests/integration/test_*.py |
+	    grep -v '/test_valgrind\.py$' | xargs -P "${VG_JOBS:-4}" -I{} sh -c '
+		name=$(basename "$1" .py)
+		if "${PYTHON3:-/usr/bin/python3}" -m pytest -q -rs \
+		    -p no:cacheprovider "$1" >"$2/$name.log" 2>&1; then
+			r=PASS
+		else
+			r=FAIL
+		fi
+		echo "$r: $name ($(tail -n 1 "$2/$name.log"))"' sh {} \
+	    "$logs/integration" | tee "$logs/integration/results"
+	grep -q '^FAIL' "$logs/integration/results" &&
 		failed="$failed integration"
-	tail -n 1 "$logs/integration.out"
 fi
 
 # With -q memcheck writes only errors: any log of a test program's own
@@ -134,5 +156,11 @@ if [ -n "$failed" ] || [ -n "$bad" ]; then
 	echo "valgrind: FAILED:$failed"
 	exit 1
 fi
-echo "valgrind: $n programs clean"
+if [ $integration = yes ]; then
+	echo "valgrind: $n programs, and the" \
+	    "$(ls "$logs"/prog.*.log | wc -l) processes of ours that the" \
+	    "integration tests ran, clean"
+else
+	echo "valgrind: $n programs clean"
+fi
 exit 0

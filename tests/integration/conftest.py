@@ -28,13 +28,23 @@ Fixtures:
                      result of tests/tools/bm-probe (see bm-probe --help)
   free_port          free_port() -> an int port on 127.0.0.1 with no
                      listener (as far as anyone can know)
+
+BM_WRAPPER: a command (split like a shell would, e.g. "valgrind -q ...")
+put in front of every program this build made, however a test starts it;
+see "Running under a checker" below.  A test that cannot work under it
+(it reads the program's own /proc entry, its core file or its set-id
+bits) carries @pytest.mark.unwrapped and is skipped, loudly, then.
 """
 
+import atexit
 import os
 import pathlib
+import shlex
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -49,6 +59,103 @@ if str(SRCDIR / "tests") not in sys.path:
 
 from servers.fakeserver import FakeServer, SmtpSink  # noqa: E402
 from servers.pki import PKI  # noqa: E402
+
+
+# --- Running under a checker ---------------------------------------------
+# tests/valgrind.sh -i (make check-valgrind) sets BM_WRAPPER.  Popen is
+# hooked here, once, because tests start programs in many ways: run(),
+# helpers of their own, subprocess directly; a hook at the one door all
+# of those go through also covers tests written later.  Only the
+# programs of this build are wrapped (src/ and tests/tools/): a copy
+# installed elsewhere, such as a setgid bearmail-drop in a temporary
+# prefix, runs plainly, since valgrind cannot give a set-id program its
+# privileges.  A program started under another name (executable= with
+# argv[0] "sendmail" or "mailq") is reached through a symlink of that
+# name, so it still sees the name it dispatches on.  And the bearmail-auth
+# that bearmail and bearmail-fetch run for a refresh ($BEARMAIL_AUTH in
+# the environment a test gives) becomes a script that runs it wrapped too.
+WRAPPER = shlex.split(os.environ.get("BM_WRAPPER", ""))
+_OURS = {str(BUILDDIR / d) for d in ("src", "tests/tools")}
+_links = None
+
+
+def _ours(path):
+    return os.path.dirname(os.path.abspath(path)) in _OURS
+
+
+def _links_dir(sub):
+    global _links
+    if _links is None:
+        _links = tempfile.mkdtemp(prefix="bm-wrap-")
+        atexit.register(shutil.rmtree, _links, True)
+    d = os.path.join(_links, sub)
+    os.makedirs(d, exist_ok=True)
+    return d
+
+
+def _as_named(exe, name):
+    """A path to exe whose last component is name."""
+    link = os.path.join(_links_dir("named"), name)
+    if not os.path.lexists(link):
+        os.symlink(exe, link)
+    return link
+
+
+def _wrapped_script(exe):
+    """An executable that runs exe under the wrapper, with its arguments."""
+    path = os.path.join(_links_dir("scripts"), os.path.basename(exe))
+    if not os.path.exists(path):
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write("#!/bin/sh\nexec %s \"$@\"\n"
+                    % shlex.join(WRAPPER + [exe]))
+        os.chmod(tmp, 0o755)
+        os.rename(tmp, path)
+    return path
+
+
+def _wrap(args, executable):
+    if isinstance(args, (str, bytes)) or not args:
+        return args, executable
+    argv = [os.fsdecode(a) for a in args]
+    exe = os.fsdecode(executable) if executable is not None else argv[0]
+    if not _ours(exe):
+        return args, executable
+    name = os.path.basename(argv[0])
+    path = exe if name == os.path.basename(exe) else _as_named(exe, name)
+    return WRAPPER + [path] + argv[1:], None
+
+
+class _WrappedPopen(subprocess.Popen):
+    def __init__(self, args, *a, **kw):
+        if a:  # every caller here passes the rest by keyword
+            raise TypeError("BM_WRAPPER: pass Popen options by keyword")
+        args, kw["executable"] = _wrap(args, kw.get("executable"))
+        env = kw.get("env")
+        auth = env.get("BEARMAIL_AUTH") if env is not None else None
+        if auth and _ours(auth):
+            kw["env"] = dict(env, BEARMAIL_AUTH=_wrapped_script(auth))
+        super().__init__(args, **kw)
+
+
+if WRAPPER:
+    subprocess.Popen = _WrappedPopen
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "unwrapped: cannot run under BM_WRAPPER (it looks at "
+        "the program's own process, core file or set-id bits)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not WRAPPER:
+        return
+    skip = pytest.mark.skip(reason="SKIPPED LOUDLY: not meaningful under "
+                            "BM_WRAPPER (%s)" % WRAPPER[0])
+    for item in items:
+        if item.get_closest_marker("unwrapped"):
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

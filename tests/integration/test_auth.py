@@ -222,13 +222,16 @@ def test_rotated_refresh_token_survives(s, ts):
 def test_fifty_parallel_make_one_request(s, ts):
     rt = ts.issue_refresh()
     s.write_token("at-expired", rt, expires_in=-100)
+    # Under valgrind (BM_WRAPPER) fifty would queue on the lock for longer
+    # than its 15 s bound on two cores: ten still race for it.
+    n = 10 if os.environ.get("BM_WRAPPER") else 50
     procs = [subprocess.Popen([s.auth_bin, "-C", str(s.conf), "token",
                                "acct"], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, env=s.env)
-             for _ in range(50)]
+             for _ in range(n)]
     outs = [p.communicate(timeout=120) for p in procs]
     codes = [p.returncode for p in procs]
-    assert codes == [0] * 50, [o[1] for o in outs if o[1]]
+    assert codes == [0] * n, [o[1] for o in outs if o[1]]
     tokens = {o[0].strip() for o in outs}
     assert len(tokens) == 1 and "at-expired" not in tokens
     assert token_requests(ts) == 1

@@ -13,7 +13,6 @@ import base64
 import json
 import os
 import re
-import shlex
 import shutil
 import signal
 import subprocess
@@ -481,10 +480,7 @@ class Fetch:
         write_token(self.state, "gmail", GOOD)
 
     def argv(self, *args):
-        # BM_WRAPPER (e.g. "valgrind ...", set by test_valgrind.py) runs
-        # the program under a checker.
-        wrap = shlex.split(os.environ.get("BM_WRAPPER", ""))
-        return wrap + [self.exe] + list(args)
+        return [self.exe] + list(args)
 
     def run(self, *args, env=None, timeout=120):
         e = dict(self.env)
@@ -778,6 +774,7 @@ def test_crash_between_delivery_and_state(imap_server, fetch, tmp_path):
     assert all("\\Seen" in m[2] for m in mb.msgs)
 
 
+@pytest.mark.unwrapped  # measures the program's own resident set
 def test_huge_literal_streamed_in_bounded_memory(imap_server, fetch,
                                                  tmp_path):
     line = b"0123456789" * 7 + b"abcdef\r\n"
@@ -796,6 +793,7 @@ def test_huge_literal_streamed_in_bounded_memory(imap_server, fetch,
     assert 0 < srv.hwm_kb < MEM_BOUND_KB, srv.hwm_kb
 
 
+@pytest.mark.unwrapped  # measures the program's own resident set
 def test_4gb_literal_announcement(imap_server, fetch, tmp_path):
     def lie(server, s, i, m):
         s.send(b"* %d FETCH (UID %d BODY[] {4294967296}\r\n" % (i, m[0]))
@@ -815,6 +813,7 @@ def test_4gb_literal_announcement(imap_server, fetch, tmp_path):
     assert 0 < srv.hwm_kb < MEM_BOUND_KB, srv.hwm_kb
 
 
+@pytest.mark.unwrapped  # measures the program's own resident set
 def test_10000_messages_constant_memory(imap_server, fetch, tmp_path):
     # On tmpfs when there is one: 10,000 fsyncs on a disk are slow and
     # prove nothing more.

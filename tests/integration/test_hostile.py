@@ -626,6 +626,7 @@ def test_fetch_nul_in_greeting(fake_server, prog, tmp_path, proto):
     assert_nothing_in_clear(srv)
 
 
+@pytest.mark.unwrapped  # measures the program's own resident set
 def test_imap_endless_untagged_lines(fake_server, prog, tmp_path):
     """Untagged lines are legal in any number and each read that makes
     progress has its own deadline (conn.h), so a server that never ends

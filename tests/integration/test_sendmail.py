@@ -730,6 +730,7 @@ def test_auth_refused_exit_77(bear):
 
 # ---- size and memory -------------------------------------------------------
 
+@pytest.mark.unwrapped  # measures the program's own resident set
 def test_30mb_message_constant_memory(bear):
     seen = {}
 

@@ -453,6 +453,7 @@ def test_lf_only_message_sent_as_crlf(smtp_sink, smtp):
     assert b"\n" not in srv.messages[0].raw.replace(b"\r\n", b"")
 
 
+@pytest.mark.unwrapped  # measures the program's own resident set
 def test_30mb_message_in_bounded_memory(smtp_sink, bm_bin, tmp_path):
     line = b"0123456789" * 7 + b"\r\n"
     n = 30 * 1024 * 1024 // len(line) + 1

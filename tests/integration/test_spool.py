@@ -190,6 +190,7 @@ def test_kill9_mid_submission_leaves_no_message(bm_bin, queue):
     assert all(n.startswith(".") for n in everything(queue))
 
 
+@pytest.mark.unwrapped  # looks at the program's own descriptors
 def test_hardening_visible_in_proc(bm_bin, queue):
     """While it waits on stdin: no inherited descriptors, no core dumps."""
     r, w = os.pipe()

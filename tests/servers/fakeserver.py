@@ -27,7 +27,7 @@ In-process use (pytest)
 
 FakeServer(script=None, *, scripts=None, handler=None, tls=None,
            starttls_context=None, host="127.0.0.1", port=0,
-           timeout=10, strict=True, repeat=False)
+           timeout=PATIENCE, strict=True, repeat=False)
     script     list of steps for the first (only) connection
     scripts    list of scripts, one per successive connection; a
                connection past the last is an error (or, with repeat=True,
@@ -36,11 +36,12 @@ FakeServer(script=None, *, scripts=None, handler=None, tls=None,
     tls        ssl.SSLContext: implicit TLS, handshake right after accept
     starttls_context  ssl.SSLContext used by starttls() steps (default tls)
     timeout    seconds a step waits for the client before it fails
+               (PATIENCE: 10, or 60 under BM_WRAPPER)
     strict     raise AssertionError from __exit__ if anything mismatched
   attributes and methods:
     host, port       where it listens ("127.0.0.1", int)
     start(), stop()  (the with statement calls them)
-    wait(timeout=10) wait until every scripted session has ended
+    wait(timeout=PATIENCE) wait until every scripted session has ended
                      (EOF, end of script, or error); returns self
     sessions         list of Session, in accept order
     session          sessions[0] (after wait())
@@ -134,6 +135,12 @@ import ssl
 import sys
 import threading
 import time
+
+# A program run under a checker (BM_WRAPPER="valgrind ...", see
+# tests/integration/conftest.py) starts and shakes hands many times more
+# slowly: the servers' default patience grows with it.  Timeouts a test
+# sets itself, to provoke one, are left as they are.
+PATIENCE = 10 * (6 if os.environ.get("BM_WRAPPER") else 1)
 
 LINE_MAX = 1 << 20
 
@@ -459,7 +466,7 @@ def call(fn):
 class FakeServer:
     def __init__(self, script=None, *, scripts=None, handler=None, tls=None,
                  starttls_context=None, host="127.0.0.1", port=0,
-                 timeout=10, strict=True, repeat=False, quiet=True):
+                 timeout=PATIENCE, strict=True, repeat=False, quiet=True):
         if script is not None:
             scripts = [script]
         self.scripts = scripts
@@ -522,7 +529,7 @@ class FakeServer:
             self.check()
         return False
 
-    def wait(self, timeout=10):
+    def wait(self, timeout=PATIENCE):
         """Wait until the scripted sessions (or all started ones) ended."""
         end = time.monotonic() + timeout
         want = len(self.scripts) if self.scripts and not self.repeat else 0
@@ -654,7 +661,7 @@ class SmtpSink(FakeServer):
         self.save_dir = save_dir
         self.messages = []
 
-    def wait(self, timeout=10):
+    def wait(self, timeout=PATIENCE):
         end = time.monotonic() + timeout
         for s in list(self.sessions):
             s.done.wait(max(0, end - time.monotonic()))
