@@ -225,41 +225,25 @@ def test_no_greeting_queued_on_failure(fake_server, prog):
     assert len(b.queued()) == 1
 
 
-def test_dripped_greeting_line_hits_the_deadline(fake_server, prog):
-    """One byte at a time, each well inside `timeout`: the deadline is
-    per line (conn.h), so the line is cut off, not waited for byte by
-    byte until its 4096-byte maximum."""
-    drip = {"sent": 0, "total": 80}
+@pytest.mark.parametrize("piece,pause,total", [
+    (b"x", 0.25, 80),
+    (b"220-still greeting\r\n", 0.3, 100),
+], ids=["line", "reply"])
+def test_dripped_greeting_hits_the_deadline(fake_server, prog, piece, pause,
+                                            total):
+    """Each piece comes well inside `timeout`, but a line (conn.h) and
+    all the lines of one reply (smtp.c) are each one operation under one
+    deadline: cut off, not waited for piece by piece up to the 4096-byte
+    line or the 128-line reply."""
+    drip = {"sent": 0}
 
     def dripper(s):
         try:
-            s.sock.sendall(b"220 ")
-            while drip["sent"] < drip["total"]:
-                time.sleep(0.25)
-                s.sock.sendall(b"x")
+            s.sock.sendall(b"220 " if piece == b"x" else b"")
+            while drip["sent"] < total:
+                s.sock.sendall(piece)
                 drip["sent"] += 1
-        except OSError:
-            pass
-    srv = fake_server([call(dripper)], strict=False)
-    b = prog(srv.port, timeout=2)
-    p = b.sendmail(timeout=60)
-    srv.wait(30)
-    assert p.returncode == 75, p.err
-    assert drip["sent"] < drip["total"], "the client read the whole drip"
-
-
-def test_dripped_continuation_lines_share_one_deadline(fake_server, prog):
-    """Whole lines, each well inside `timeout`: one reply is one operation
-    (smtp.c), so its lines share one deadline and the reply is cut off,
-    not read line by line for up to 128 timeouts."""
-    drip = {"sent": 0, "total": 100}
-
-    def dripper(s):
-        try:
-            while drip["sent"] < drip["total"]:
-                s.sock.sendall(b"220-still greeting\r\n")
-                drip["sent"] += 1
-                time.sleep(0.3)
+                time.sleep(pause)
         except OSError:
             pass
     srv = fake_server([call(dripper)], strict=False)
@@ -268,7 +252,7 @@ def test_dripped_continuation_lines_share_one_deadline(fake_server, prog):
     srv.wait(40)
     assert p.returncode == 75, p.err
     assert "timed out" in p.err, p.err
-    assert drip["sent"] < drip["total"], "the client read the whole drip"
+    assert drip["sent"] < total, "the client read the whole drip"
 
 
 @pytest.mark.parametrize("where", ["greeting", "ehlo"])
