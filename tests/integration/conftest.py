@@ -31,7 +31,8 @@ Fixtures:
 
 BM_WRAPPER: a command (split like a shell would, e.g. "valgrind -q ...")
 put in front of every program this build made, however a test starts it;
-see "Running under a checker" below.  A test that cannot work under it
+the servers' patience and the tests' bounds on a program's run grow six
+times; see "Running under a checker" below.  A test that cannot work under it
 (it reads the program's own /proc entry, its core file or its set-id
 bits) carries @pytest.mark.unwrapped and is skipped, loudly, then.
 """
@@ -57,7 +58,8 @@ sys.dont_write_bytecode = True
 if str(SRCDIR / "tests") not in sys.path:
     sys.path.insert(0, str(SRCDIR / "tests"))
 
-from servers.fakeserver import FakeServer, SmtpSink  # noqa: E402
+from servers.fakeserver import (FakeServer, SmtpSink,  # noqa: E402
+                                PATIENCE_FACTOR)
 from servers.pki import PKI  # noqa: E402
 
 
@@ -136,6 +138,19 @@ class _WrappedPopen(subprocess.Popen):
         if auth and _ours(auth):
             kw["env"] = dict(env, BEARMAIL_AUTH=_wrapped_script(auth))
         super().__init__(args, **kw)
+
+    # A test's bound on how long a program may take is for the program
+    # run plainly: under the checker it grows by the same factor as the
+    # servers' patience (servers/fakeserver.py).
+    def communicate(self, input=None, timeout=None):
+        return super().communicate(input, _slower(timeout))
+
+    def wait(self, timeout=None):
+        return super().wait(_slower(timeout))
+
+
+def _slower(timeout):
+    return timeout * PATIENCE_FACTOR if timeout is not None else None
 
 
 if WRAPPER:

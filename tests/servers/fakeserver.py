@@ -140,7 +140,8 @@ import time
 # tests/integration/conftest.py) starts and shakes hands many times more
 # slowly: the servers' default patience grows with it.  Timeouts a test
 # sets itself, to provoke one, are left as they are.
-PATIENCE = 10 * (6 if os.environ.get("BM_WRAPPER") else 1)
+PATIENCE_FACTOR = 6 if os.environ.get("BM_WRAPPER") else 1
+PATIENCE = 10 * PATIENCE_FACTOR
 
 LINE_MAX = 1 << 20
 
