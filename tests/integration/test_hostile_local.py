@@ -576,6 +576,7 @@ def _wait_child(parent, name, deadline=20):
     return None
 
 
+@pytest.mark.unwrapped  # finds bearmail-auth by its argv[0]; reads core limits
 def test_secrets_absent_while_a_refresh_is_in_flight(bear, cores_possible):
     """While bearmail waits on bearmail-auth (the endpoint is slow): no
     process's argv (nor any environment we can read) holds the refresh
