@@ -28,6 +28,13 @@ Fixtures:
                      result of tests/tools/bm-probe (see bm-probe --help)
   free_port          free_port() -> an int port on 127.0.0.1 with no
                      listener (as far as anyone can know)
+  silent_port        an int port on 127.0.0.1 that accepts connections
+                     and never speaks (closed at teardown)
+  no_core_while_waiting
+                     check(argv, env): start the program with a core
+                     limit it must lower, and fail unless /proc shows
+                     RLIMIT_CORE 0 while it still runs (skips where the
+                     hard limit is 0 already: it could not fail there)
 
 BM_WRAPPER: a command (split like a shell would, e.g. "valgrind -q ...")
 put in front of every program this build made, however a test starts it;
@@ -40,12 +47,14 @@ bits) carries @pytest.mark.unwrapped and is skipped, loudly, then.
 import atexit
 import os
 import pathlib
+import resource
 import shlex
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 
 import pytest
 
@@ -283,3 +292,57 @@ def free_port():
         s.close()
         return port
     return get
+
+
+@pytest.fixture
+def silent_port():
+    # A client waits there for a greeting until its own timeout.
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(8)
+    yield ls.getsockname()[1]
+    ls.close()
+
+
+def _core_limit(pid):
+    """(soft, hard) of RLIMIT_CORE as /proc/PID/limits shows them."""
+    with open("/proc/%d/limits" % pid) as f:
+        for line in f:
+            if line.startswith("Max core file size"):
+                return tuple(line.split()[4:6])
+    return None
+
+
+def _allow_core():
+    """preexec_fn: a core limit the program must lower to pass the test."""
+    hard = resource.getrlimit(resource.RLIMIT_CORE)[1]
+    want = 1 << 20 if hard == resource.RLIM_INFINITY else min(hard, 1 << 20)
+    resource.setrlimit(resource.RLIMIT_CORE, (want, want))
+
+
+def _no_core_while_waiting(argv, env):
+    if resource.getrlimit(resource.RLIMIT_CORE)[1] == 0:
+        pytest.skip("SKIPPED LOUDLY: hard core limit is 0 here, so the "
+                    "test could not fail")
+    p = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         preexec_fn=_allow_core)
+    try:
+        # It lowers the limit first thing; a silent server holds it for
+        # its timeout, long after that.
+        end = time.monotonic() + 5
+        lim = _core_limit(p.pid)
+        while lim != ("0", "0") and p.poll() is None and \
+                time.monotonic() < end:
+            time.sleep(0.02)
+            lim = _core_limit(p.pid)
+        assert lim == ("0", "0"), lim
+        assert p.poll() is None, p.communicate()
+    finally:
+        p.kill()
+        p.communicate()
+
+
+@pytest.fixture
+def no_core_while_waiting():
+    return _no_core_while_waiting

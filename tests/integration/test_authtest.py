@@ -703,65 +703,10 @@ def test_missing_host_78(s, smtp_sink):
 
 # ---- no core files ------------------------------------------------------------
 
-def core_limit(pid):
-    """(soft, hard) of RLIMIT_CORE as /proc/PID/limits shows them."""
-    with open("/proc/%d/limits" % pid) as f:
-        for line in f:
-            if line.startswith("Max core file size"):
-                return tuple(line.split()[4:6])
-    return None
-
-
-def allow_core():
-    """preexec_fn: a core limit the program must lower to pass the test."""
-    import resource
-    soft, hard = resource.getrlimit(resource.RLIMIT_CORE)
-    want = 1 << 20 if hard == resource.RLIM_INFINITY else min(hard, 1 << 20)
-    resource.setrlimit(resource.RLIMIT_CORE, (want, want))
-
-
-def silent_listener():
-    """A TCP port on 127.0.0.1 that accepts connections and never speaks,
-    so a client waits there for a greeting (until its timeout)."""
-    import socket
-    ls = socket.socket()
-    ls.bind(("127.0.0.1", 0))
-    ls.listen(8)
-    return ls
-
-
-def assert_no_core_while_waiting(argv, env):
-    import resource
-    if resource.getrlimit(resource.RLIMIT_CORE)[1] == 0:
-        pytest.skip("SKIPPED LOUDLY: hard core limit is 0 here, so the "
-                    "test could not fail")
-    p = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         preexec_fn=allow_core)
-    try:
-        # It lowers the limit first thing; the silent server holds it
-        # for its 10 s timeout, long after that.
-        end = time.monotonic() + 5
-        lim = core_limit(p.pid)
-        while lim != ("0", "0") and p.poll() is None and \
-                time.monotonic() < end:
-            time.sleep(0.02)
-            lim = core_limit(p.pid)
-        assert lim == ("0", "0"), lim
-        assert p.poll() is None, p.communicate()
-    finally:
-        p.kill()
-        p.communicate()
-
-
-def test_no_core_dumps(s):
+def test_no_core_dumps(s, silent_port, no_core_while_waiting):
     # bearmail-auth holds refresh tokens: RLIMIT_CORE 0 from the start
     # (src/priv.c also makes it non-dumpable).
-    ls = silent_listener()
-    try:
-        s.write_conf(ls.getsockname()[1])
-        s.write_token(GOOD)
-        assert_no_core_while_waiting(
-            [s.exe, "-C", str(s.conf), "test", "--smtp", "acct"], s.env)
-    finally:
-        ls.close()
+    s.write_conf(silent_port)
+    s.write_token(GOOD)
+    no_core_while_waiting([s.exe, "-C", str(s.conf), "test", "--smtp",
+                           "acct"], s.env)

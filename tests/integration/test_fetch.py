@@ -23,6 +23,7 @@ import time
 import pytest
 
 from servers.fakeserver import FakeServer, Mismatch
+from servers.tokenstore import write_token
 
 # Memory must not grow with the mailbox; AddressSanitizer's shadow and
 # quarantine add a constant of their own (tests/sanitize.sh sets ASAN_OPTIONS).
@@ -30,25 +31,6 @@ MEM_BOUND_KB = 16 * 1024 * (4 if "ASAN_OPTIONS" in os.environ else 1)
 
 USER = "alice@example.com"
 GOOD = "ya29.good-token"
-
-
-def write_token(state_dir, account, access, refresh=None):
-    tokdir = os.path.join(state_dir, "tokens")
-    os.makedirs(tokdir, mode=0o700, exist_ok=True)
-    os.chmod(state_dir, 0o700)
-    os.chmod(tokdir, 0o700)
-    now = int(time.time())
-    lines = ["bearmail-token 1", "user " + USER]
-    if access:
-        lines += ["access_token " + access, "expires %d" % (now + 3600),
-                  "obtained %d" % now]
-    if refresh:
-        lines += ["refresh_token " + refresh, "authorized %d" % now]
-    lines.append("scope https://mail.google.com/")
-    path = os.path.join(tokdir, account + ".token")
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    os.chmod(path, 0o600)
 
 
 def msg(n, body=b"hello"):
@@ -1121,63 +1103,9 @@ def test_pop_data_after_message_is_refused(pop_server, fetch, tmp_path):
 
 # ---- no core files ------------------------------------------------------------
 
-def core_limit(pid):
-    """(soft, hard) of RLIMIT_CORE as /proc/PID/limits shows them."""
-    with open("/proc/%d/limits" % pid) as f:
-        for line in f:
-            if line.startswith("Max core file size"):
-                return tuple(line.split()[4:6])
-    return None
-
-
-def allow_core():
-    """preexec_fn: a core limit the program must lower to pass the test."""
-    import resource
-    soft, hard = resource.getrlimit(resource.RLIMIT_CORE)
-    want = 1 << 20 if hard == resource.RLIM_INFINITY else min(hard, 1 << 20)
-    resource.setrlimit(resource.RLIMIT_CORE, (want, want))
-
-
-def silent_listener():
-    """A TCP port on 127.0.0.1 that accepts connections and never speaks,
-    so a client waits there for a greeting (until its timeout)."""
-    import socket
-    ls = socket.socket()
-    ls.bind(("127.0.0.1", 0))
-    ls.listen(8)
-    return ls
-
-
-def assert_no_core_while_waiting(argv, env):
-    import resource
-    if resource.getrlimit(resource.RLIMIT_CORE)[1] == 0:
-        pytest.skip("SKIPPED LOUDLY: hard core limit is 0 here, so the "
-                    "test could not fail")
-    p = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         preexec_fn=allow_core)
-    try:
-        # It lowers the limit first thing; the silent server holds it
-        # for its 10 s timeout, long after that.
-        end = time.monotonic() + 5
-        lim = core_limit(p.pid)
-        while lim != ("0", "0") and p.poll() is None and \
-                time.monotonic() < end:
-            time.sleep(0.02)
-            lim = core_limit(p.pid)
-        assert lim == ("0", "0"), lim
-        assert p.poll() is None, p.communicate()
-    finally:
-        p.kill()
-        p.communicate()
-
-
-def test_no_core_dumps(tmp_path, bm_bin, builddir, pki):
+def test_no_core_dumps(tmp_path, bm_bin, builddir, pki, silent_port,
+                       no_core_while_waiting):
     # bearmail-fetch holds access tokens and mail: RLIMIT_CORE 0.
-    ls = silent_listener()
-    try:
-        f = Fetch(tmp_path, bm_bin, builddir, pki, ls.getsockname()[1])
-        assert_no_core_while_waiting(
-            f.argv("--idle", "--maildir", str(tmp_path / "md")), f.env)
-    finally:
-        ls.close()
+    f = Fetch(tmp_path, bm_bin, builddir, pki, silent_port)
+    no_core_while_waiting(f.argv("--idle", "--maildir", str(tmp_path / "md")),
+                          f.env)

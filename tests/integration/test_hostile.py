@@ -33,32 +33,13 @@ import pytest
 from servers.fakeserver import (call, expect, expect_data, reply, stall,
                                 starttls)
 from servers.tokenserver import TokenServer
+from servers.tokenstore import write_token
 
 USER = "alice@example.com"
 GOOD = "ya29.good-token-hostile"
 DOMAIN = "host.example"
 MSG = b"Subject: hostile\n\nbody\n"
 MiB = 1024 * 1024
-
-
-def write_token(state, account, access, refresh=None, expires_in=3600):
-    tokdir = os.path.join(str(state), "tokens")
-    os.makedirs(tokdir, mode=0o700, exist_ok=True)
-    os.chmod(str(state), 0o700)
-    os.chmod(tokdir, 0o700)
-    now = int(time.time())
-    lines = ["bearmail-token 1", "user " + USER]
-    if access:
-        lines += ["access_token " + access, "expires %d" % (now + expires_in),
-                  "obtained %d" % (now - 60)]
-    if refresh:
-        lines += ["refresh_token " + refresh, "authorized %d" % (now - 60)]
-    lines.append("scope https://mail.google.com/")
-    path = os.path.join(tokdir, account + ".token")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.write(fd, ("\n".join(lines) + "\n").encode())
-    os.close(fd)
-    return path
 
 
 def xoauth2(token, user=USER):

@@ -25,29 +25,12 @@ import time
 
 import pytest
 
+from servers.tokenstore import write_token
+
 USER = "alice@example.com"
 GOOD = "ya29.good-token"
 DOMAIN = "host.example"
 ID_RE = r"[0-9A-HJKMNP-TV-Z]{10}"
-
-
-def write_token(state_dir, account, access, refresh=None):
-    tokdir = os.path.join(state_dir, "tokens")
-    os.makedirs(tokdir, mode=0o700, exist_ok=True)
-    os.chmod(state_dir, 0o700)
-    os.chmod(tokdir, 0o700)
-    now = int(time.time())
-    lines = ["bearmail-token 1", "user " + USER]
-    if access:
-        lines += ["access_token " + access, "expires %d" % (now + 3600),
-                  "obtained %d" % now]
-    if refresh:
-        lines += ["refresh_token " + refresh, "authorized %d" % now]
-    lines.append("scope https://mail.google.com/")
-    path = os.path.join(tokdir, account + ".token")
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    os.chmod(path, 0o600)
 
 
 def message(n, extra=""):

@@ -14,34 +14,14 @@ import email.utils
 import os
 import re
 import subprocess
-import time
 
 import pytest
+
+from servers.tokenstore import write_token
 
 USER = "alice@example.com"
 GOOD = "ya29.good-token"
 DOMAIN = "host.example"
-
-
-def write_token(state_dir, account, access, refresh=None, expires=None,
-                user=USER):
-    tokdir = os.path.join(state_dir, "tokens")
-    os.makedirs(tokdir, mode=0o700, exist_ok=True)
-    os.chmod(state_dir, 0o700)
-    os.chmod(tokdir, 0o700)
-    now = int(time.time())
-    lines = ["bearmail-token 1", "user " + user]
-    if access:
-        lines += ["access_token " + access,
-                  "expires %d" % (expires or now + 3600),
-                  "obtained %d" % now]
-    if refresh:
-        lines += ["refresh_token " + refresh, "authorized %d" % now]
-    lines.append("scope https://mail.google.com/")
-    path = os.path.join(tokdir, account + ".token")
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    os.chmod(path, 0o600)
 
 
 class Bear:
@@ -725,7 +705,6 @@ def test_auth_refused_exit_77(bear):
     assert "bearmail-auth login" in p.err
     assert GOOD not in p.err
     assert b.sink.messages == []
-
 
 
 # ---- size and memory -------------------------------------------------------

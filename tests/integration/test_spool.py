@@ -8,7 +8,6 @@ program is not set-group-ID here).  The runner's side of the maildrop
 import os
 import pty
 import re
-import signal
 import stat
 import subprocess
 import time
